@@ -1,0 +1,3 @@
+from rgbtad.cli import main
+
+raise SystemExit(main())

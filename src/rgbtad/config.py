@@ -1,0 +1,315 @@
+"""One typed, validated configuration schema.
+
+A config is a tree of dataclasses. YAML files and dotted `--set key=value` overrides are
+merged into it; an unknown key, a wrong type or an invalid value is an `RgbtadError` that
+names the dotted key. Defaults are the THUMOS14 settings of the official ActionFormer
+release (happyharrycn/actionformer_release, `configs/thumos_i3d.yaml` merged over
+`libs/core/config.py`), so a config file only lists what differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rgbtad.errors import RgbtadError
+
+
+@dataclass
+class DataConfig:
+    """Where the features and annotations are and how snippets map to time."""
+
+    annotations: str = ""  # ActionFormer JSON, or a BSN-layout ActivityNet folder
+    features: str = ""  # folder with one <prefix><video_id><ext> file per video
+    train_split: str = "validation"
+    val_split: str = "test"
+    file_prefix: str = ""
+    file_ext: str = ".npy"
+    # "all", "rgb" (0:1024), "flow" (1024:2048) or an explicit "start:end" range.
+    channels: str = "all"
+    input_dim: int = 2048  # feature dimension after channel selection
+    feat_stride: int = 4  # frames between consecutive snippets
+    num_frames: int = 16  # frames per snippet
+    default_fps: float | None = None  # used when the annotation has no fps
+    downsample_rate: int = 1
+    max_seq_len: int = 2304
+    trunc_thresh: float = 0.5
+    crop_ratio: tuple[float, float] | None = (0.9, 1.0)
+    # ActivityNet-style: resize every feature sequence to exactly max_seq_len steps.
+    force_upsampling: bool = False
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """ActionFormer anatomy: projection (embedding) -> backbone -> neck -> heads."""
+
+    backbone: str = "transformer"  # "transformer" (ActionFormer) or "conv"
+    num_classes: int = 0  # 0: the number of classes in the annotation file
+    scale_factor: int = 2
+    arch: tuple[int, int, int] = (2, 2, 5)  # (embedding convs, stem blocks, branch blocks)
+    embd_kernel_size: int = 3
+    embd_dim: int = 512
+    embd_with_ln: bool = True
+    n_head: int = 4
+    n_mha_win_size: int | list[int] = 19  # -1 means global attention
+    fpn_type: str = "identity"  # "identity" or "fpn"
+    fpn_dim: int = 512
+    fpn_with_ln: bool = True
+    fpn_start_level: int = 0
+    head_dim: int = 512
+    head_num_layers: int = 3
+    head_kernel_size: int = 3
+    head_with_ln: bool = True
+    max_buffer_len_factor: float = 6.0
+    use_abs_pe: bool = False
+    use_rel_pe: bool = False
+    regression_range: list[tuple[float, float]] = field(
+        default_factory=lambda: [(0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000)]
+    )
+
+
+@dataclass
+class TrainConfig:
+    """Label assignment, losses and the optimisation recipe."""
+
+    center_sample: str = "radius"  # "radius" or "none"
+    center_sample_radius: float = 1.5
+    loss_weight: float = 1.0  # weight of the regression loss; <= 0 means adaptive (cls/reg)
+    cls_prior_prob: float = 0.01
+    init_loss_norm: float = 100.0
+    label_smoothing: float = 0.0
+    head_empty_cls: list[int] = field(default_factory=list)
+    dropout: float = 0.0
+    droppath: float = 0.1
+    clip_grad_l2norm: float = 1.0  # <= 0 disables clipping
+    optimizer: str = "AdamW"  # "AdamW" or "SGD"
+    learning_rate: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 0.05
+    batch_size: int = 2
+    epochs: int = 30  # epochs after warmup
+    warmup_epochs: int = 5
+    schedule: str = "cosine"  # "cosine" or "multistep"
+    schedule_steps: list[int] = field(default_factory=list)  # multistep milestones (epochs)
+    schedule_gamma: float = 0.1
+    ema_decay: float = 0.999  # <= 0 disables the model EMA
+    seed: int = 1234567891
+    eval_every: int = 0  # validation mAP every N epochs; 0: only after the last epoch
+    checkpoint_every: int = 1  # keep a resumable checkpoint every N epochs
+    log_every: int = 10  # iterations between log lines
+
+
+@dataclass
+class TestConfig:
+    """Post-processing: thresholds, NMS and the output cap."""
+
+    pre_nms_thresh: float = 0.001
+    pre_nms_topk: int = 2000
+    duration_thresh: float = 0.05  # in feature-grid units
+    nms_method: str = "soft"  # "soft" (Gaussian soft-NMS), "hard" or "none"
+    iou_threshold: float = 0.1  # used by hard NMS only
+    min_score: float = 0.001
+    max_seg_num: int = 200
+    multiclass_nms: bool = True  # False: class-agnostic NMS with segment voting
+    nms_sigma: float = 0.5
+    voting_thresh: float = 0.75
+    tiou_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+
+_CHOICES = {
+    "model.backbone": {"transformer", "conv"},
+    "model.fpn_type": {"identity", "fpn"},
+    "train.center_sample": {"radius", "none"},
+    "train.optimizer": {"AdamW", "SGD"},
+    "train.schedule": {"cosine", "multistep"},
+    "test.nms_method": {"soft", "hard", "none"},
+}
+
+
+def _to_plain(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _to_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Check `value` against a type annotation, converting where it is lossless."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in args:
+            try:
+                return _coerce(value, option, key)
+            except RgbtadError as err:
+                errors.append(str(err))
+        raise RgbtadError(f"config key '{key}': {value!r} is not a valid {_type_name(annotation)}")
+    if annotation is type(None):
+        if value is None:
+            return None
+        raise RgbtadError(f"config key '{key}': expected null, got {value!r}")
+    if annotation is Any:
+        return value
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    elif origin in (list, tuple):
+        if isinstance(value, (list, tuple)):
+            if origin is tuple and args and args[-1] is not Ellipsis:
+                if len(value) != len(args):
+                    raise RgbtadError(
+                        f"config key '{key}': expected {len(args)} values, got {len(value)}"
+                    )
+                return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+            item_type = args[0] if args else Any
+            converted = [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+            return tuple(converted) if origin is tuple else converted
+    raise RgbtadError(f"config key '{key}': expected {_type_name(annotation)}, got {value!r}")
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _merge_section(section: Any, values: dict, prefix: str) -> None:
+    if not isinstance(values, dict):
+        raise RgbtadError(f"config section '{prefix}' must be a mapping, got {values!r}")
+    hints = typing.get_type_hints(type(section))
+    names = [f.name for f in dataclasses.fields(section)]
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)" if close else ""
+            raise RgbtadError(f"unknown config key '{dotted}'{hint}")
+        current = getattr(section, key)
+        if dataclasses.is_dataclass(current):
+            _merge_section(current, value, dotted)
+        else:
+            setattr(section, key, _coerce(value, hints[key], dotted))
+
+
+def _validate(cfg: Config) -> None:
+    for dotted, allowed in _CHOICES.items():
+        section, name = dotted.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in allowed:
+            raise RgbtadError(
+                f"config key '{dotted}': {value!r} is not one of {sorted(allowed)}"
+            )
+    positive = {
+        "data.feat_stride": cfg.data.feat_stride,
+        "data.num_frames": cfg.data.num_frames,
+        "data.input_dim": cfg.data.input_dim,
+        "data.max_seq_len": cfg.data.max_seq_len,
+        "model.embd_dim": cfg.model.embd_dim,
+        "model.n_head": cfg.model.n_head,
+        "train.batch_size": cfg.train.batch_size,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise RgbtadError(f"config key '{key}' must be positive, got {value}")
+    if cfg.model.num_classes < 0:
+        raise RgbtadError("config key 'model.num_classes' must be >= 0")
+    if cfg.train.epochs + cfg.train.warmup_epochs <= 0:
+        raise RgbtadError("config keys 'train.epochs' + 'train.warmup_epochs' must be positive")
+    levels = cfg.model.arch[2] + 1
+    if len(cfg.model.regression_range) != levels:
+        raise RgbtadError(
+            f"config key 'model.regression_range' needs {levels} ranges for arch "
+            f"{list(cfg.model.arch)}, got {len(cfg.model.regression_range)}"
+        )
+    if isinstance(cfg.model.n_mha_win_size, list) and len(cfg.model.n_mha_win_size) != levels:
+        raise RgbtadError(
+            f"config key 'model.n_mha_win_size' needs {levels} values, "
+            f"got {len(cfg.model.n_mha_win_size)}"
+        )
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one `key=value` override; the value is read as YAML (so 1e-4, [1,2], true work)."""
+    if "=" not in text:
+        raise RgbtadError(f"override {text!r} must look like section.key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise RgbtadError(f"override {text!r}: value is not valid YAML ({err})") from None
+    return key.strip(), value
+
+
+def _nest(key: str, value: Any) -> dict:
+    out: dict = {}
+    node = out
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def build_config(values: dict | None = None, overrides: list[str] | None = None) -> Config:
+    """Build a validated Config from a mapping plus dotted `key=value` overrides."""
+    cfg = Config()
+    _merge_section(cfg, values or {}, "")
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _merge_section(cfg, _nest(key, value), "")
+    _validate(cfg)
+    return cfg
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file (or only the defaults when `path` is None)."""
+    values: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise RgbtadError(f"{path}: config file not found")
+        try:
+            values = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise RgbtadError(f"{path}: not valid YAML ({err})") from None
+        if not isinstance(values, dict):
+            raise RgbtadError(f"{path}: a config must be a mapping of sections")
+        try:
+            return build_config(values, overrides)
+        except RgbtadError as err:
+            raise RgbtadError(f"{path}: {err}") from None
+    return build_config(values, overrides)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    from rgbtad.utils.atomic import write_text
+
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
