@@ -1,0 +1,23 @@
+"""Shared test set-up: headless plotting, caches in a temporary folder, paths to real data."""
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_CACHE = tempfile.mkdtemp(prefix="rgbtad-test-cache-")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ.setdefault("MPLCONFIGDIR", os.path.join(_CACHE, "matplotlib"))
+os.environ.setdefault("ORT_CACHE_DIR", os.path.join(_CACHE, "onnxruntime"))
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Real data shipped beside the checkout (../shared/data); RGBTAD_SHARED_DATA overrides.
+SHARED_DATA = Path(os.environ.get("RGBTAD_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder not found at {SHARED_DATA}")
+    return SHARED_DATA
