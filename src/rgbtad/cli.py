@@ -59,6 +59,23 @@ def _cmd_import_actionformer(args: argparse.Namespace) -> None:
     print(f"run directory: {args.out}")
 
 
+def _cmd_toy_features(args: argparse.Namespace) -> None:
+    from rgbtad.data.toy_features import make_toy_features
+
+    ann = make_toy_features(args.out_dir, num_train=args.train, num_test=args.test, seed=args.seed)
+    print(f"wrote features to {ann.parent / 'features'} and annotations to {ann}")
+
+
+def _add_toy_features(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("toy-features",
+                       help="generate a small feature set with detectable actions (examples, tests)")
+    p.add_argument("out_dir", help="folder to write features/ and annotations.json into")
+    p.add_argument("--train", type=int, default=40, help="number of training videos")
+    p.add_argument("--test", type=int, default=20, help="number of test videos")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_toy_features)
+
+
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="mAP of detections against ground truth (ActivityNet protocol)")
     p.add_argument("--gt", required=True, help="ground truth, ActionFormer-format JSON")
@@ -105,7 +122,7 @@ def _add_import_actionformer(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_import_actionformer)
 
 
-_SUBCOMMANDS = [_add_evaluate, _add_train, _add_infer, _add_import_actionformer]
+_SUBCOMMANDS = [_add_toy_features, _add_train, _add_infer, _add_evaluate, _add_import_actionformer]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -158,12 +158,11 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin in (typing.Union, types.UnionType):
-        errors = []
         for option in args:
             try:
                 return _coerce(value, option, key)
-            except RgbtadError as err:
-                errors.append(str(err))
+            except RgbtadError:
+                continue
         raise RgbtadError(f"config key '{key}': {value!r} is not a valid {_type_name(annotation)}")
     if annotation is type(None):
         if value is None:
@@ -180,6 +179,12 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     elif annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):
+            # PyYAML reads exponents without a dot (1e-4) as strings (YAML 1.1)
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif annotation is str:
         if isinstance(value, str):
             return value

@@ -1,0 +1,215 @@
+"""Detector training: the ActionFormer recipe with checkpoints, exact resume and DDP.
+
+One epoch = one pass over the (randomly truncated) training videos. Every iteration: pad
+the batch to `max_seq_len`, forward, focal + DIoU losses, backward, gradient clipping,
+AdamW step, per-iteration LR schedule, EMA update. At the end of an epoch a resumable
+checkpoint holds the raw and EMA weights, optimizer, scheduler and RNG states, so
+`--resume` continues exactly where an interrupted run stopped (at the last finished epoch):
+the data order and augmentation depend only on (seed, epoch).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from rgbtad.config import Config, load_config, save_config
+from rgbtad.data.annotations import AnnotationSet, load_annotations
+from rgbtad.data.batching import make_loader, pad_batch
+from rgbtad.data.datasets import FeatureDataset
+from rgbtad.detection import build_detector
+from rgbtad.engine import distributed
+from rgbtad.engine.inference import feature_store, predict
+from rgbtad.engine.logs import TrainingLogger
+from rgbtad.engine.optim import ModelEma, make_optimizer, make_scheduler
+from rgbtad.engine.run_dir import CONFIG_FILE, save_run
+from rgbtad.errors import RgbtadError
+from rgbtad.utils.atomic import atomic_path, write_json
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoints/last.pt"
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(),
+            "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def _check_resume_config(cfg: Config, run_dir: Path) -> None:
+    saved = load_config(run_dir / CONFIG_FILE).to_dict()
+    current = cfg.to_dict()
+    diffs = [f"{section}.{key}" for section in current for key in current[section]
+             if current[section][key] != saved[section][key]]
+    if diffs:
+        raise RgbtadError(
+            f"{run_dir / CONFIG_FILE}: --resume with a different config (changed: {', '.join(diffs)})"
+        )
+
+
+def evaluate_model(model: torch.nn.Module, cfg: Config, annotations: AnnotationSet,
+                   class_names: list[str], device: torch.device, progress: bool = True):
+    """Detections and mAP of `model` on the config's validation split."""
+    from rgbtad.evaluation.detection import evaluate_detections
+
+    val = annotations.split(cfg.data.val_split)
+    dataset = FeatureDataset(val, feature_store(cfg), cfg.data, training=False,
+                             class_names=class_names)
+    detections = predict(model, dataset, class_names, device, cfg.data.max_seq_len, progress)
+    return detections, evaluate_detections(val, detections, cfg.test.tiou_thresholds)
+
+
+def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str | None = None) -> dict:
+    """Train a detector as configured; write the run directory; return a summary dict."""
+    run_dir = Path(out_dir)
+    dist = distributed.setup(device)
+    checkpoint_path = run_dir / CHECKPOINT
+    if resume:
+        if not checkpoint_path.is_file():
+            raise RgbtadError(f"{run_dir}: nothing to resume (no {CHECKPOINT})")
+        _check_resume_config(cfg, run_dir)
+    elif checkpoint_path.is_file():
+        raise RgbtadError(f"{run_dir}: already holds a training run; use --resume or another --out")
+
+    annotations = load_annotations(cfg.data.annotations)
+    class_names = list(annotations.class_names)
+    num_classes = cfg.model.num_classes or len(class_names)
+    if num_classes != len(class_names):
+        raise RgbtadError(
+            f"{cfg.data.annotations}: has {len(class_names)} classes but model.num_classes is {num_classes}"
+        )
+    train_set = FeatureDataset(annotations.split(cfg.data.train_split), feature_store(cfg), cfg.data,
+                               training=True, class_names=class_names, seed=cfg.train.seed)
+    if len(train_set) == 0:
+        raise RgbtadError(f"{cfg.data.annotations}: split '{cfg.data.train_split}' has no annotated videos")
+    if cfg.train.batch_size % dist.world_size:
+        raise RgbtadError(
+            f"train.batch_size {cfg.train.batch_size} is not divisible by {dist.world_size} processes"
+        )
+    loader = make_loader(train_set, batch_size=cfg.train.batch_size // dist.world_size, shuffle=True,
+                         seed=cfg.train.seed, num_workers=cfg.data.num_workers,
+                         distributed=dist.enabled, drop_last=True)
+    iters_per_epoch = len(loader)
+    if iters_per_epoch == 0:
+        raise RgbtadError(
+            f"split '{cfg.data.train_split}' has {len(train_set)} videos, fewer than one batch of {cfg.train.batch_size}"
+        )
+
+    seed_everything(cfg.train.seed)
+    model = build_detector(cfg, num_classes).to(dist.device)
+    ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    optimizer = make_optimizer(model, cfg.train)
+    scheduler = make_scheduler(optimizer, cfg.train, iters_per_epoch)
+    total_epochs = cfg.train.epochs + cfg.train.warmup_epochs
+    start_epoch = 0
+    if resume:
+        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.module.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        _set_rng_state(state["rng"])
+        start_epoch = state["epoch"] + 1
+        log.info("resuming %s at epoch %d of %d", run_dir, start_epoch + 1, total_epochs)
+    elif dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / CONFIG_FILE)
+
+    net = DistributedDataParallel(model) if dist.enabled else model
+    logger = TrainingLogger(run_dir / "logs", cfg.test.tiou_thresholds, start_epoch,
+                            start_epoch * iters_per_epoch) if dist.is_main else None
+    metrics = None
+    try:
+        for epoch in range(start_epoch, total_epochs):
+            _train_one_epoch(net, model, ema, optimizer, scheduler, loader, train_set, cfg, epoch,
+                             iters_per_epoch, dist, logger)
+            last = epoch == total_epochs - 1
+            eval_now = last or (cfg.train.eval_every > 0 and (epoch + 1) % cfg.train.eval_every == 0)
+            if dist.is_main and eval_now:
+                eval_model = ema.module if ema is not None else model
+                _, metrics = evaluate_model(eval_model, cfg, annotations, class_names, dist.device)
+                logger.log_val(epoch, (epoch + 1) * iters_per_epoch, list(metrics.mAP),
+                               float(metrics.average_mAP))
+                log.info("epoch %d: average mAP %.2f", epoch + 1, 100 * metrics.average_mAP)
+            if dist.is_main and (last or (epoch + 1) % max(cfg.train.checkpoint_every, 1) == 0):
+                _save_checkpoint(checkpoint_path, epoch, model, ema, optimizer, scheduler)
+            distributed.barrier(dist)
+    finally:
+        if logger is not None:
+            logger.close()
+
+    summary = {"epochs": total_epochs, "average_mAP": None}
+    if dist.is_main:
+        final = ema.module if ema is not None else model
+        save_run(run_dir, cfg, class_names, final.state_dict(),
+                 model.state_dict() if ema is not None else None)
+        if metrics is not None:
+            summary.update(metrics.to_json())
+        write_json(run_dir / "summary.json", summary)
+    distributed.teardown(dist)
+    return summary
+
+
+def _train_one_epoch(net, model, ema, optimizer, scheduler, loader, train_set, cfg: Config,
+                     epoch: int, iters_per_epoch: int, dist, logger) -> None:
+    net.train()
+    train_set.set_epoch(epoch)
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    total_epochs = cfg.train.epochs + cfg.train.warmup_epochs
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", unit="it", leave=False,
+               disable=not dist.is_main)
+    for index, batch in enumerate(bar):
+        step = epoch * iters_per_epoch + index
+        feats, masks = pad_batch(batch["feats"], max_seq_len=cfg.data.max_seq_len,
+                                 max_div_factor=model.max_div_factor, training=True)
+        outputs = net(feats.to(dist.device), masks.to(dist.device))
+        losses = model.losses(outputs, [s.to(dist.device) for s in batch["segments"]],
+                              [l.to(dist.device) for l in batch["labels"]])
+        optimizer.zero_grad(set_to_none=True)
+        losses["final_loss"].backward()
+        if cfg.train.clip_grad_l2norm > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_l2norm)
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update(model)
+        if not torch.isfinite(losses["final_loss"]):
+            raise RuntimeError(f"loss became {losses['final_loss'].item()} at epoch {epoch + 1}, step {step}")
+        if logger is not None and (step % max(cfg.train.log_every, 1) == 0 or index == iters_per_epoch - 1):
+            # the main process logs its own losses (no extra collective per step)
+            values = {k: float(v.detach()) for k, v in losses.items()}
+            logger.log_train(epoch, step, scheduler.get_last_lr()[0], values)
+            bar.set_postfix(loss=f"{values['final_loss']:.3f}")
+
+
+def _save_checkpoint(path: Path, epoch: int, model, ema, optimizer, scheduler) -> None:
+    state = {
+        "epoch": epoch,
+        "model": model.state_dict(),
+        "ema": ema.module.state_dict() if ema is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)

@@ -1,0 +1,76 @@
+"""Config schema: defaults, YAML merge, dotted overrides and errors that name the key."""
+
+import pytest
+
+from rgbtad.config import build_config, load_config, save_config
+from rgbtad.errors import RgbtadError
+
+
+def test_defaults_are_actionformer_thumos():
+    cfg = build_config()
+    assert cfg.model.arch == (2, 2, 5)
+    assert cfg.model.n_mha_win_size == 19
+    assert cfg.model.n_head == 4 and cfg.model.embd_dim == 512
+    assert cfg.train.center_sample_radius == 1.5
+    assert cfg.train.ema_decay == 0.999
+    assert cfg.test.nms_sigma == 0.5 and cfg.test.max_seg_num == 200
+    assert cfg.data.max_seq_len == 2304 and cfg.data.feat_stride == 4
+
+
+def test_yaml_and_overrides_merge(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  input_dim: 1024\n  channels: rgb\ntrain:\n  epochs: 3\n")
+    cfg = load_config(path, ["train.learning_rate=2e-4", "model.arch=[2,2,4]",
+                             "model.regression_range=[[0,4],[4,8],[8,16],[16,32],[32,10000]]"])
+    assert cfg.data.input_dim == 1024 and cfg.data.channels == "rgb"
+    assert cfg.train.epochs == 3
+    assert cfg.train.learning_rate == pytest.approx(2e-4)
+    assert cfg.model.arch == (2, 2, 4)
+
+
+def test_int_is_accepted_for_float():
+    assert build_config({"train": {"learning_rate": 1}}).train.learning_rate == 1.0
+
+
+@pytest.mark.parametrize("values, overrides, message", [
+    ({"model": {"n_heads": 4}}, [], "unknown config key 'model.n_heads' (did you mean 'model.n_head'?)"),
+    ({"modle": {}}, [], "unknown config key 'modle'"),
+    ({}, ["train.epochs=ten"], "config key 'train.epochs'"),
+    ({}, ["train.epochs"], "must look like section.key=value"),
+    ({"test": {"nms_method": "fast"}}, [], "'test.nms_method'"),
+    ({"model": {"arch": [2, 2]}}, [], "'model.arch': expected 3 values"),
+    ({"model": {"arch": [2, 2, 3]}}, [], "'model.regression_range' needs 4 ranges"),
+    ({"data": {"feat_stride": 0}}, [], "'data.feat_stride' must be positive"),
+    ({"train": {"batch_size": True}}, [], "'train.batch_size'"),
+])
+def test_bad_config_is_an_error_naming_the_key(values, overrides, message):
+    with pytest.raises(RgbtadError) as err:
+        build_config(values, overrides)
+    assert message in str(err.value)
+
+
+def test_file_errors_name_the_file(tmp_path):
+    with pytest.raises(RgbtadError, match="missing.yaml: config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: {epochs: [}\n")
+    with pytest.raises(RgbtadError, match="bad.yaml: not valid YAML"):
+        load_config(bad)
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("train:\n  epoch: 3\n")
+    with pytest.raises(RgbtadError, match=r"typo.yaml: unknown config key 'train.epoch'"):
+        load_config(typo)
+
+
+def test_save_and_reload_round_trip(tmp_path):
+    cfg = build_config({"data": {"crop_ratio": None}}, ["model.n_mha_win_size=[9,9,9,9,9,-1]"])
+    save_config(cfg, tmp_path / "resolved.yaml")
+    again = load_config(tmp_path / "resolved.yaml")
+    assert again == cfg
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")):
+        load_config(path)
