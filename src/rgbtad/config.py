@@ -37,7 +37,8 @@ class DataConfig:
     input_dim: int = 2048  # feature dimension after channel selection
     feat_stride: int = 4  # frames between consecutive snippets
     num_frames: int = 16  # frames per snippet
-    default_fps: float | None = None  # used when the annotation has no fps
+    # fps the features were extracted at; overrides the annotation's fps when set (ActivityNet)
+    default_fps: float | None = None
     downsample_rate: int = 1
     max_seq_len: int = 2304
     trunc_thresh: float = 0.5
