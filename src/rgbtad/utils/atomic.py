@@ -18,8 +18,8 @@ from typing import Any, Iterator
 def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success rename it onto `target`.
 
-    `suffix` defaults to the target's suffix, so that libraries which pick a format from the
-    extension (numpy, matplotlib) keep working.
+    `suffix` defaults to the target's suffix plus ".tmp"; pass the real suffix where a library
+    picks a format from the file name (numpy, matplotlib).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +31,10 @@ def atomic_path(target: str | os.PathLike, suffix: str | None = None) -> Iterato
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates owner-only files; give the result the usual umask-based mode
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, target)
     finally:
         if tmp_path.exists():
