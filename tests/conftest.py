@@ -10,6 +10,12 @@ _CACHE = tempfile.mkdtemp(prefix="rgbtad-test-cache-")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ.setdefault("MPLCONFIGDIR", os.path.join(_CACHE, "matplotlib"))
 os.environ.setdefault("ORT_CACHE_DIR", os.path.join(_CACHE, "onnxruntime"))
+# Tests use tiny models: one thread avoids oversubscription on small shared machines.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402  (after the thread setting above)
+
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Real data shipped beside the checkout (../shared/data); RGBTAD_SHARED_DATA overrides.

@@ -30,12 +30,8 @@ SMALL_T, SMALL_HW = 8, 32
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small inputs gain nothing from threads, and the test machine's cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def clear_net_cache():
     yield
-    torch.set_num_threads(threads)
     shared_net.cache_clear()
 
 

@@ -33,14 +33,6 @@ from rgbtad.engine.run_dir import load_run
 from rgbtad.errors import RgbtadError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 # ------------------------------------------------------------------ release stand-ins
 
 def _windows(m):

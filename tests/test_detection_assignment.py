@@ -1,19 +1,9 @@
 """Points of the pyramid and label assignment on hand-made cases."""
 
-import pytest
 import torch
 
 from rgbtad.detection.assignment import assign_batch, assign_targets
 from rgbtad.detection.points import level_points, pyramid_strides
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # tiny models run much faster on one thread on a shared, busy CPU
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _points(lengths, strides, ranges):

@@ -18,15 +18,6 @@ from rgbtad.detection.blocks import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # tiny models run much faster on one thread on a shared, busy CPU
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _mask(lengths, total):
     return (torch.arange(total)[None, :] < torch.tensor(lengths)[:, None]).unsqueeze(1)
 

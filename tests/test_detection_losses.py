@@ -11,15 +11,6 @@ from rgbtad.detection.losses import DetectionLoss, diou_loss_1d, sigmoid_focal_l
 from rgbtad.detection.points import level_points
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    # tiny models run much faster on one thread on a shared, busy CPU
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def test_focal_loss_hand_values():
     # logit 0, target 1: p = 0.5, ce = ln 2, (1 - p_t)^2 = 0.25, alpha_t = 0.25
     assert sigmoid_focal_loss(torch.tensor([0.0]), torch.tensor([1.0])).item() == pytest.approx(

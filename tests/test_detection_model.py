@@ -9,14 +9,6 @@ from rgbtad.detection.blocks import ChannelLayerNorm, LayerScaleDropPath, Scale
 from rgbtad.errors import RgbtadError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def tiny_cfg(**model):
     values = {
         "data": {"input_dim": 8, "max_seq_len": 64},

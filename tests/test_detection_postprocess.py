@@ -17,14 +17,6 @@ from rgbtad.detection.postprocess import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _oracle_soft_nms(segs, scores, sigma, min_score):
     """Element-by-element Gaussian soft-NMS with the release kernel's rules: first maximum
     wins, swap to the front, decay later scores one by one, and replace a score below

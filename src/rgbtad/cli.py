@@ -25,6 +25,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     if args.json:
         write_json(args.json, metrics.to_json())
         print(f"wrote {args.json}")
+    if args.plot:
+        from rgbtad.viz.metrics_plots import plot_per_class_ap
+
+        plot_per_class_ap(metrics, args.plot)
+        print(f"wrote {args.plot}")
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -76,6 +81,26 @@ def _add_toy_features(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_toy_features)
 
 
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from rgbtad.benchmark.demo import run_demo
+
+    summary = run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device)
+    tious = next(iter(summary["models"].values()))["tiou"]
+    print(f"{'model':<16}" + "".join(f"{t:>8g}" for t in tious) + f"{'avg':>8}")
+    for name, m in summary["models"].items():
+        print(f"{name:<16}" + "".join(f"{100 * v:8.1f}" for v in m["mAP"]) + f"{100 * m['average_mAP']:8.1f}")
+    print(f"report: {args.out}/report.md")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the whole pipeline on the built-in synthetic benchmark")
+    p.add_argument("--out", default="demo_out", help="output folder (a second run reuses finished stages)")
+    p.add_argument("--quick", action="store_true", help="a smaller benchmark and shorter trainings (CI)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=_cmd_demo)
+
+
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="mAP of detections against ground truth (ActivityNet protocol)")
     p.add_argument("--gt", required=True, help="ground truth, ActionFormer-format JSON")
@@ -86,6 +111,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="'thumos' (0.3:0.1:0.7), 'anet' (0.5:0.05:0.95) or a comma list such as 0.3,0.5",
     )
     p.add_argument("--json", default=None, help="write {tiou, mAP, average_mAP} here")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="write a bar chart of per-class AP (averaged over the thresholds) here")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -122,7 +149,224 @@ def _add_import_actionformer(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_import_actionformer)
 
 
-_SUBCOMMANDS = [_add_toy_features, _add_train, _add_infer, _add_evaluate, _add_import_actionformer]
+def _cmd_motion(args: argparse.Namespace) -> None:
+    from rgbtad.extraction.common import parse_shard
+    from rgbtad.extraction.motion_files import compute_motion
+    from rgbtad.video.decode import list_videos, parse_size
+
+    videos = list_videos(args.videos)
+    report = compute_motion(
+        videos, args.out, method=args.method, fps=args.fps, size=parse_size(args.size), bound=args.bound,
+        dis_preset=args.dis_preset, workers=args.workers, shard=parse_shard(args.shard),
+    )
+    print(report.summary())
+    print(f"motion files in {args.out}")
+    if report.failed:
+        raise RgbtadError(f"{len(report.failed)} of {len(videos)} videos failed (listed above)")
+
+
+def _add_motion(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("motion", help="compute and store optical flow (or temporal gradient) of videos")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
+    p.add_argument("--method", default="tvl1", choices=["tvl1", "dis", "farneback", "tg"],
+                   help="tvl1 (default, slow: ~0.5 s per 224px pair), dis, farneback, or tg (temporal gradient)")
+    p.add_argument("--out", required=True, help="output folder: <stem>.flow.npz (or .tg.npz) + JSON sidecar")
+    p.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: native)")
+    p.add_argument("--size", default=None, help="P (short side, keeps aspect) or WxH (default: native)")
+    p.add_argument("--workers", type=int, default=1, help="processes, one video each (default 1)")
+    p.add_argument("--bound", type=float, default=None,
+                   help="quantization bound: clip to +-bound then map to 0..255 (default 20 px; 255 for tg)")
+    p.add_argument("--dis-preset", default="fast", choices=["ultrafast", "fast", "medium"],
+                   help="DIS preset (method dis only)")
+    p.add_argument("--shard", default=None, metavar="K/N", help="process only shard K of N (1-based)")
+    p.set_defaults(func=_cmd_motion)
+
+
+def _cmd_extract(args: argparse.Namespace) -> None:
+    from rgbtad.extraction.extract import extract_features
+    from rgbtad.video.decode import list_videos, parse_size
+
+    videos = list_videos(args.videos)
+    report = extract_features(
+        videos, args.out, backbone=args.backbone, weights=args.weights, modality=args.modality,
+        flow_method=args.flow_method, snippet_frames=args.snippet_frames, stride=args.stride, fps=args.fps,
+        size=parse_size(args.size), shard=args.shard, device=args.device, batch_size=args.batch_size,
+        bf16=args.bf16, dis_preset=args.dis_preset, flow_dir=args.flow_dir,
+    )
+    print(report.summary())
+    print(f"features in {args.out}")
+    if report.failed:
+        raise RgbtadError(f"{len(report.failed)} of {len(videos)} videos failed (listed above)")
+
+
+def _add_extract(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("extract", help="extract snippet features (one T x C .npy per video) with a backbone")
+    p.add_argument("videos", nargs="+", metavar="VIDEO_OR_DIR", help="video files or folders of videos")
+    p.add_argument("--backbone", required=True, help="backbone name, e.g. tsm_r18, i3d_inception")
+    p.add_argument("--weights", default=None, help="backbone checkpoint (default: random initialisation)")
+    p.add_argument("--modality", default="rgb", choices=["rgb", "flow", "tg"], help="input modality")
+    p.add_argument("--flow-method", default="tvl1", choices=["tvl1", "dis", "farneback"],
+                   help="optical flow method for --modality flow (default tvl1)")
+    p.add_argument("--dis-preset", default="fast", choices=["ultrafast", "fast", "medium"],
+                   help="DIS preset (flow method dis only)")
+    p.add_argument("--flow-dir", default=None,
+                   help="read flow stored by `rgbtad motion` (same method, fps, size) instead of computing it")
+    p.add_argument("--snippet-frames", type=int, required=True, help="frames per snippet (e.g. 16 for I3D)")
+    p.add_argument("--stride", type=int, required=True, help="frames between snippet starts (feat_stride)")
+    p.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: native)")
+    p.add_argument("--size", default=None, help="P (short side, keeps aspect) or WxH (default: native)")
+    p.add_argument("--out", required=True, help="output folder: <stem>.npy per video + features.json")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="process only shard K of N (1-based; default under torchrun: the rank)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=8, help="snippets per forward pass (default 8)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.set_defaults(func=_cmd_extract)
+
+
+def _cmd_plot(args: argparse.Namespace) -> None:
+    from rgbtad.viz.timeline import parse_named_paths, plot_video_timeline
+
+    out = plot_video_timeline(args.gt, parse_named_paths(args.pred), args.video, args.out,
+                              min_score=args.min_score, top_k=args.top_k, title=args.title)
+    print(f"wrote {out}")
+
+
+def _add_plot(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plot", help="timeline of one video: ground truth above each model's detections")
+    p.add_argument("--gt", required=True, help="ground truth annotation file")
+    p.add_argument("--pred", required=True, action="append", metavar="[NAME=]PRED",
+                   help="detections (results JSON or CSV); repeat for several models, "
+                        "optionally named NAME=PATH (default name: the file's stem)")
+    p.add_argument("--video", required=True, help="video id to plot")
+    p.add_argument("--out", required=True, help="output image (.png, .pdf, .svg)")
+    p.add_argument("--min-score", type=float, default=0.0, help="hide detections scoring below this")
+    p.add_argument("--top-k", type=int, default=None,
+                   help="detections drawn per class and model, best first (default 10)")
+    p.add_argument("--title", default=None, help="figure title (default: video id, duration, subset)")
+    p.set_defaults(func=_cmd_plot)
+
+
+def _cmd_synth(args: argparse.Namespace) -> None:
+    from rgbtad.data.synthetic import generate_benchmark
+
+    ann = generate_benchmark(args.out_dir, num_train=args.train, num_test=args.test, seed=args.seed,
+                             size=args.size, fps=args.fps, min_duration=args.min_duration,
+                             max_duration=args.max_duration, workers=args.workers)
+    print(f"wrote videos to {ann.parent / 'videos'} and annotations to {ann}")
+
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
+    from rgbtad.data.synthetic import DEFAULTS
+
+    p = sub.add_parser("synth", help="generate the built-in synthetic motion-action benchmark (mp4 videos + "
+                                     "ActionFormer annotations)")
+    p.add_argument("out_dir", help="folder to write videos/, annotations.json and benchmark.json into")
+    p.add_argument("--train", type=int, default=DEFAULTS["num_train"],
+                   help=f"number of training videos (default {DEFAULTS['num_train']})")
+    p.add_argument("--test", type=int, default=DEFAULTS["num_test"],
+                   help=f"number of test videos (default {DEFAULTS['num_test']})")
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="random seed (default 0)")
+    p.add_argument("--size", type=int, default=DEFAULTS["size"],
+                   help=f"frame width and height in pixels, even (default {DEFAULTS['size']})")
+    p.add_argument("--fps", type=float, default=DEFAULTS["fps"], help=f"frame rate (default {DEFAULTS['fps']:g})")
+    p.add_argument("--min-duration", type=float, default=DEFAULTS["min_duration"],
+                   help=f"shortest video in seconds (default {DEFAULTS['min_duration']:g})")
+    p.add_argument("--max-duration", type=float, default=DEFAULTS["max_duration"],
+                   help=f"longest video in seconds (default {DEFAULTS['max_duration']:g})")
+    p.add_argument("--workers", type=int, default=1, help="rendering processes (default 1; same output)")
+    p.set_defaults(func=_cmd_synth)
+
+
+def _cmd_detect(args: argparse.Namespace) -> None:
+    from rgbtad.engine.detect import detect_videos
+    from rgbtad.video.decode import list_videos
+
+    report = detect_videos(args.run_dir, list_videos(args.videos), out=args.out, csv=args.csv,
+                           plot_dir=args.plot, min_score=args.min_score, device=args.device, onnx=args.onnx,
+                           batch_size=args.batch_size, progress=not args.quiet)
+    print(report.summary())
+    for path in report.outputs:
+        print(f"wrote {path}")
+    if report.failures:
+        raise RgbtadError(f"{len(report.failures)} of {len(report.failures) + len(report.results)} videos "
+                          "failed (listed above)")
+
+
+def _add_detect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("detect", help="detect actions in videos with a run directory (RGB only, no optical flow)")
+    p.add_argument("run_dir", help="run directory of `rgbtad train` or `rgbtad demo` (with backbone.json)")
+    p.add_argument("videos", nargs="+", metavar="VIDEO_OR_DIR", help="video files or folders of videos")
+    p.add_argument("--out", required=True, help="output ActivityNet results JSON")
+    p.add_argument("--csv", default=None, help="also write video_id,start,end,label,score rows here")
+    p.add_argument("--plot", default=None, metavar="DIR", help="write a timeline DIR/<video>.png per video")
+    p.add_argument("--min-score", type=float, default=0.0, help="drop detections scoring below this")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--onnx", default=None, metavar="MODEL.onnx",
+                   help="run the detector (and the backbone, if exported with it) with ONNX Runtime")
+    p.add_argument("--batch-size", type=int, default=8, help="snippets per backbone forward pass (default 8)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_detect)
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from rgbtad.benchmark.speed import BenchSettings, format_report, run_bench
+    from rgbtad.utils.atomic import write_json
+    from rgbtad.video.decode import parse_size
+
+    settings = BenchSettings(backbone=args.backbone, snippet_frames=args.snippet_frames, stride=args.stride,
+                             size=parse_size(args.size), fps=args.fps, batch_size=args.batch_size,
+                             repeats=args.repeats, tvl1_pairs=args.tvl1_pairs, dis_pairs=args.dis_pairs,
+                             device=args.device, bf16=args.bf16, detector_width=args.detector_width)
+    report = run_bench(args.video, settings, progress=not args.quiet)
+    print(format_report(report))
+    if args.json:
+        write_json(args.json, report)
+        print(f"wrote {args.json}")
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="time the RGB-only pipeline against two-stream TV-L1 and DIS pipelines")
+    p.add_argument("video", help="video to time the pipelines on (decoded into memory: a few minutes at most)")
+    p.add_argument("--json", default=None, help="write the stage times here")
+    p.add_argument("--backbone", default="tsm_r18", help="RGB and flow backbone, random weights (default tsm_r18)")
+    p.add_argument("--snippet-frames", type=int, default=8, help="frames per snippet (default 8)")
+    p.add_argument("--stride", type=int, default=4, help="frames between snippets (default 4)")
+    p.add_argument("--size", default="224", help="P (short side) or WxH (default 224)")
+    p.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: native)")
+    p.add_argument("--batch-size", type=int, default=8, help="snippets per backbone forward pass (default 8)")
+    p.add_argument("--repeats", type=int, default=3, help="runs of a short stage, median reported (default 3)")
+    p.add_argument("--tvl1-pairs", type=int, default=24,
+                   help="TV-L1 frame pairs computed, then extrapolated to the video (default 24; 0: all)")
+    p.add_argument("--dis-pairs", type=int, default=0, help="DIS frame pairs computed (default 0: all)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the backbones")
+    p.add_argument("--detector-width", type=int, default=512,
+                   help="channels of the ActionFormer's embedding, neck and heads (default 512, as THUMOS)")
+    p.add_argument("--quiet", action="store_true", help="no stage messages")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from rgbtad.engine.export import export_run
+
+    result = export_run(args.run_dir, args.out, with_backbone=args.with_backbone)
+    print(f"wrote {result.detector} (max |onnxruntime - pytorch| {result.max_abs_diff:.2g})")
+    if result.backbone is not None:
+        print(f"wrote {result.backbone} (max |onnxruntime - pytorch| {result.backbone_max_abs_diff:.2g})")
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a run's detector (and optionally its backbone) to ONNX")
+    p.add_argument("run_dir", help="run directory")
+    p.add_argument("out", metavar="OUT.onnx", help="detector graph (features -> per-level logits and offsets)")
+    p.add_argument("--with-backbone", action="store_true",
+                   help="also export the RGB backbone (snippets -> features) to OUT.backbone.onnx")
+    p.set_defaults(func=_cmd_export)
+
+
+_SUBCOMMANDS = [_add_demo, _add_toy_features, _add_train, _add_infer, _add_evaluate, _add_import_actionformer, _add_motion, _add_extract, _add_plot,
+                _add_synth, _add_detect, _add_bench, _add_export]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -126,11 +126,57 @@ class TestConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Cross-modal distillation into an RGB-only student (`rgbtad.distill`).
+
+    The teacher is a trained detector run; at training time each video's student features
+    (``data.features`` / ``data.channels``) and teacher features (below) are loaded side by
+    side, at inference only the student's.
+    """
+
+    method: str = "none"  # "none" (plain detector), "conventional" or "decomposed"
+    teacher_run: str = ""  # run directory of the frozen teacher (trained or imported)
+    teacher_features: str = ""  # folder of the teacher's features; "" = data.features
+    teacher_channels: str = "all"  # as data.channels, applied to the teacher's files
+    teacher_input_dim: int = 2048  # teacher feature dimension after teacher_channels
+    teacher_feat_dim: int = 0  # the teacher's neck width (model.fpn_dim); 0 = the student's
+    # decomposed student
+    fusion: str = "laf"  # concat | sum | self_attn | cross_attn | diff_attn | laf
+    # where the branches are fused: their encoder pyramids (level by level; the joint detector
+    # is a neck and heads) or their projections P_A, P_M (the joint detector has its own
+    # projection and encoder)
+    fuse_at: str = "encoder"
+    share: str = "cls_reg"  # branches share the cls/reg heads, or the whole encoder too ("full")
+    detach_fusion_inputs: bool = False  # the joint loss does not train the branches (what is fused)
+    laf_pooling: str = "global"  # LAF query: masked mean over the whole video, or a window
+    laf_window: int = 9  # window of laf_pooling "local" (odd)
+    # loss weights
+    hard_weight: float = 1.0  # ground-truth detection loss (conventional; decomposed: L_app)
+    joint_weight: float = 1.0  # decomposed: ground-truth loss of the joint (inference) head
+    motion_weight: float = 1.0  # decomposed: lambda_m, scales every teacher term below
+    kd_cls_weight: float = 1.0  # per-class sigmoid KD on the classification logits
+    kd_reg_weight: float = 1.0  # L1 on the regression offsets
+    feat_weight: float = 0.0  # feature mimicking (MSE on level-0 neck features)
+    atom_weight: float = 0.0  # Dai et al.: atomic contrastive (InfoNCE) per snippet
+    gcr_weight: float = 0.0  # Dai et al.: global contextual relations
+    abs_weight: float = 0.0  # Dai et al.: action boundary saliency
+    # loss options
+    temperature: float = 1.0  # of the classification KD
+    kd_reg_positions: str = "teacher"  # offsets distilled where the teacher is confident, or "gt"
+    kd_score_thresh: float = 0.05  # "teacher": its max class probability must exceed this
+    atom_tau: float = 0.1
+    atom_dim: int = 256
+    gcr_mode: str = "channel"  # "channel" (C x C covariance) or "temporal" (T x T affinity)
+    abs_norm: str = "softmax"  # "softmax" over time + KL, or "max"-normalised + MSE
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return _to_plain(dataclasses.asdict(self))
@@ -143,6 +189,14 @@ _CHOICES = {
     "train.optimizer": {"AdamW", "SGD"},
     "train.schedule": {"cosine", "multistep"},
     "test.nms_method": {"soft", "hard", "none"},
+    "distill.method": {"none", "conventional", "decomposed"},
+    "distill.fusion": {"concat", "sum", "self_attn", "cross_attn", "diff_attn", "laf"},
+    "distill.fuse_at": {"projection", "encoder"},
+    "distill.share": {"cls_reg", "full"},
+    "distill.laf_pooling": {"global", "local"},
+    "distill.kd_reg_positions": {"teacher", "gt"},
+    "distill.gcr_mode": {"channel", "temporal"},
+    "distill.abs_norm": {"softmax", "max"},
 }
 
 
@@ -241,23 +295,34 @@ def _validate(cfg: Config) -> None:
         "model.embd_dim": cfg.model.embd_dim,
         "model.n_head": cfg.model.n_head,
         "train.batch_size": cfg.train.batch_size,
+        "distill.teacher_input_dim": cfg.distill.teacher_input_dim,
+        "distill.temperature": cfg.distill.temperature,
+        "distill.atom_tau": cfg.distill.atom_tau,
+        "distill.atom_dim": cfg.distill.atom_dim,
     }
     for key, value in positive.items():
         if value <= 0:
             raise RgbtadError(f"config key '{key}' must be positive, got {value}")
+    for name in ("hard_weight", "joint_weight", "motion_weight", "kd_cls_weight", "kd_reg_weight",
+                 "feat_weight", "atom_weight", "gcr_weight", "abs_weight", "teacher_feat_dim"):
+        if getattr(cfg.distill, name) < 0:
+            raise RgbtadError(f"config key 'distill.{name}' must be >= 0, got {getattr(cfg.distill, name)}")
+    if cfg.distill.laf_window < 1 or cfg.distill.laf_window % 2 == 0:
+        raise RgbtadError(f"config key 'distill.laf_window' must be a positive odd number, "
+                          f"got {cfg.distill.laf_window}")
     if cfg.model.num_classes < 0:
         raise RgbtadError("config key 'model.num_classes' must be >= 0")
     if cfg.train.epochs + cfg.train.warmup_epochs <= 0:
         raise RgbtadError("config keys 'train.epochs' + 'train.warmup_epochs' must be positive")
-    levels = cfg.model.arch[2] + 1
+    levels = cfg.model.arch[2] + 1 - cfg.model.fpn_start_level
     if len(cfg.model.regression_range) != levels:
         raise RgbtadError(
             f"config key 'model.regression_range' needs {levels} ranges for arch "
             f"{list(cfg.model.arch)}, got {len(cfg.model.regression_range)}"
         )
-    if isinstance(cfg.model.n_mha_win_size, list) and len(cfg.model.n_mha_win_size) != levels:
+    if isinstance(cfg.model.n_mha_win_size, list) and len(cfg.model.n_mha_win_size) != cfg.model.arch[2] + 1:
         raise RgbtadError(
-            f"config key 'model.n_mha_win_size' needs {levels} values, "
+            f"config key 'model.n_mha_win_size' needs {cfg.model.arch[2] + 1} values, "
             f"got {len(cfg.model.n_mha_win_size)}"
         )
 

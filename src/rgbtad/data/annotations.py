@@ -35,7 +35,6 @@ This module must stay free of torch: the evaluator imports it.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import warnings
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from rgbtad.errors import RgbtadError
+from rgbtad.utils.jsonio import read_json_file
 
 __all__ = [
     "AnnotationSet",
@@ -164,7 +164,7 @@ def _load(path: Path, subset_csv: str | Path | None, clip: bool, notes: list[str
         return _load_bsn(json_path, subset_csv, clip, notes)
     if not path.is_file():
         raise RgbtadError(f"{path}: annotation file not found")
-    data = _read_json(path)
+    data = read_json_file(path, "annotation")
     if not isinstance(data, dict):
         raise RgbtadError(f"{path}: expected a JSON object at the top level")
     if "database" in data:
@@ -180,18 +180,6 @@ def _load(path: Path, subset_csv: str | Path | None, clip: bool, notes: list[str
         f"{path}: unknown annotation layout (expected a 'database' object, a flat "
         "{video: {subset, duration, annotations}} object, or ActivityNet BSN layout)"
     )
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except json.JSONDecodeError as err:
-        raise RgbtadError(f"{path}: not valid JSON ({err})") from None
-    except UnicodeDecodeError:
-        raise RgbtadError(f"{path}: not a UTF-8 text file") from None
-    except OSError as err:
-        raise RgbtadError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 def _looks_bsn(data: dict) -> bool:
@@ -260,7 +248,7 @@ def _load_bsn(json_path: Path, subset_csv: str | Path | None, clip: bool, notes:
               data: dict | None = None) -> AnnotationSet:
     folder = json_path.parent
     if data is None:
-        data = _read_json(json_path)
+        data = read_json_file(json_path, "annotation")
         if not isinstance(data, dict):
             raise RgbtadError(f"{json_path}: expected a JSON object of videos")
     info_path = Path(subset_csv) if subset_csv is not None else folder / BSN_INFO_CSV

@@ -58,7 +58,7 @@ from rgbtad.data.annotations import AnnotationSet
 from rgbtad.data.features import FeatureStore
 from rgbtad.errors import RgbtadError
 
-__all__ = ["FeatureDataset", "MAX_TRUNCATION_TRIALS", "item_rng", "truncate_item"]
+__all__ = ["FeatureDataset", "MAX_TRUNCATION_TRIALS", "detector_input", "item_rng", "truncate_item"]
 
 MAX_TRUNCATION_TRIALS = 200
 DUPLICATE_TOLERANCE = 1e-3  # seconds
@@ -108,6 +108,24 @@ def truncate_item(item: dict[str, Any], max_seq_len: int, trunc_thresh: float, o
     out["segments"] = torch.stack((left[keep], right[keep]), dim=1) - st
     out["labels"] = item["labels"][keep].clone()
     return out
+
+
+def detector_input(feats: np.ndarray, cfg: DataConfig) -> tuple[torch.Tensor, float, float]:
+    """``T x C`` float32 features -> (``C x T'`` tensor, feat_stride, num_frames) as the
+    detector sees them: `downsample_rate` or `force_upsampling` applied (module doc)."""
+    if cfg.force_upsampling:
+        feat_stride = float((feats.shape[0] - 1) * cfg.feat_stride + cfg.num_frames) / cfg.max_seq_len
+        num_frames: float = feat_stride
+    else:
+        if cfg.downsample_rate > 1:
+            feats = feats[:: cfg.downsample_rate]
+        feat_stride = cfg.feat_stride * cfg.downsample_rate
+        num_frames = cfg.num_frames
+    tensor = torch.from_numpy(np.ascontiguousarray(feats.T))  # C x T
+    if cfg.force_upsampling and tensor.shape[1] != cfg.max_seq_len:
+        tensor = F.interpolate(tensor[None], size=cfg.max_seq_len, mode="linear",
+                               align_corners=False)[0]
+    return tensor, feat_stride, num_frames
 
 
 def _drop_duplicates(segments: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -234,18 +252,7 @@ class FeatureDataset(Dataset):
         entry = self.entries[index]
         cfg = self.cfg
         feats = self.store.load(entry["video_id"])  # float32, T x C
-        if cfg.force_upsampling:
-            feat_stride = float((feats.shape[0] - 1) * cfg.feat_stride + cfg.num_frames) / cfg.max_seq_len
-            num_frames: float = feat_stride
-        else:
-            if cfg.downsample_rate > 1:
-                feats = feats[:: cfg.downsample_rate]
-            feat_stride = cfg.feat_stride * cfg.downsample_rate
-            num_frames = cfg.num_frames
-        tensor = torch.from_numpy(np.ascontiguousarray(feats.T))  # C x T
-        if cfg.force_upsampling and tensor.shape[1] != cfg.max_seq_len:
-            tensor = F.interpolate(tensor[None], size=cfg.max_seq_len, mode="linear",
-                                   align_corners=False)[0]
+        tensor, feat_stride, num_frames = detector_input(feats, cfg)
 
         fps = entry["fps"]
         grid = (entry["segments"] * fps - 0.5 * num_frames) / feat_stride

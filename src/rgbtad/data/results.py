@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rgbtad.errors import RgbtadError
+from rgbtad.utils.jsonio import read_json_file
 from rgbtad.utils.atomic import write_text
 
 __all__ = [
@@ -127,17 +128,7 @@ def write_results(path: str | Path, detections_by_video: Mapping[str, Sequence[A
 def read_results_json(path: str | Path) -> Detections:
     """Read ActivityNet results JSON into ``{video_id: [detection, ...]}`` (file order)."""
     path = Path(path)
-    if not path.is_file():
-        raise RgbtadError(f"{path}: results file not found")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-    except json.JSONDecodeError as err:
-        raise RgbtadError(f"{path}: not valid JSON ({err})") from None
-    except UnicodeDecodeError:
-        raise RgbtadError(f"{path}: not a UTF-8 text file") from None
-    except OSError as err:
-        raise RgbtadError(f"{path}: cannot read ({err.strerror or err})") from None
+    data = read_json_file(path, "results")
     if not isinstance(data, dict) or "results" not in data:
         raise RgbtadError(f"{path}: not an ActivityNet results file (no top-level 'results' object)")
     results = data["results"]

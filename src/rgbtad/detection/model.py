@@ -24,7 +24,7 @@ from rgbtad.detection.points import level_points, pyramid_strides
 from rgbtad.detection.postprocess import NMSConfig, postprocess_video
 from rgbtad.errors import RgbtadError
 
-__all__ = ["ActionFormer", "DetectorOutput", "max_div_factor"]
+__all__ = ["ActionFormer", "DetectorOutput", "decay_param_groups", "max_div_factor"]
 
 
 @dataclass
@@ -56,6 +56,8 @@ def max_div_factor(strides: list[int], windows: list[int]) -> int:
 
 
 class ActionFormer(nn.Module):
+    loss_names = ("cls_loss", "reg_loss", "final_loss")
+
     def __init__(self, *, input_dim: int, num_classes: int, max_seq_len: int = 2304,
                  backbone: str = "transformer", arch: tuple[int, int, int] = (2, 2, 5),
                  scale_factor: int = 2, embd_dim: int = 512, embd_kernel_size: int = 3,
@@ -133,6 +135,12 @@ class ActionFormer(nn.Module):
     def predict(self, pyramid: list[torch.Tensor], pyramid_masks: list[torch.Tensor]) -> DetectorOutput:
         """Neck + heads on an encoder pyramid (masks ``B x 1 x T_l``)."""
         fpn_feats, fpn_masks = self.neck(pyramid, pyramid_masks)
+        return self.detect(fpn_feats, fpn_masks, pyramid)
+
+    def detect(self, fpn_feats: list[torch.Tensor], fpn_masks: list[torch.Tensor],
+               pyramid: list[torch.Tensor]) -> DetectorOutput:
+        """The classification and regression heads on neck features (masks ``B x 1 x T_l``);
+        ``pyramid`` is only passed through as ``encoder_feats``."""
         logits = self.cls_head(fpn_feats, fpn_masks)
         offsets = self.reg_head(fpn_feats, fpn_masks)
         points = level_points([f.shape[-1] for f in fpn_feats], self.strides,
@@ -146,8 +154,8 @@ class ActionFormer(nn.Module):
             encoder_feats=list(pyramid),
         )
 
-    def forward(self, feats: torch.Tensor, masks: torch.Tensor) -> DetectorOutput:
-        length = feats.shape[-1]
+    def check_length(self, length: int) -> None:
+        """Raise ValueError unless every pyramid level and attention window divides `length`."""
         for level, win in enumerate(self.windows):
             step = self.scale_factor ** level * ((win // 2) * 2 if win > 1 else 1)
             if length % step != 0:
@@ -155,6 +163,9 @@ class ActionFormer(nn.Module):
                     f"input length {length} is not divisible by {step} (pyramid level {level}, "
                     f"window {win}); pad to max_seq_len or a multiple of max_div_factor "
                     f"({self.max_div_factor})")
+
+    def forward(self, feats: torch.Tensor, masks: torch.Tensor) -> DetectorOutput:
+        self.check_length(feats.shape[-1])
         pyramid, pyramid_masks = self.extract(feats, masks)
         return self.predict(pyramid, pyramid_masks)
 
@@ -167,29 +178,7 @@ class ActionFormer(nn.Module):
                               gt_segments, gt_labels, update_normalizer=self.training)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
-        """Two optimizer groups as the release's ``make_optimizer``: weight decay on the
-        weights of convolutions and linear layers; none on biases, LayerNorms, per-level
-        scales, layer scales and relative position biases."""
-        decay, no_decay = {}, {}
-        for module_name, module in self.named_modules():
-            for name, param in module.named_parameters(recurse=False):
-                full = f"{module_name}.{name}" if module_name else name
-                if name == "bias":
-                    no_decay[full] = param
-                elif name == "weight" and isinstance(module, (nn.Conv1d, nn.Linear)):
-                    decay[full] = param
-                elif isinstance(module, (ChannelLayerNorm, Scale, LayerScaleDropPath)):
-                    no_decay[full] = param
-                elif isinstance(module, ConvAttention) and name == "rel_pos":
-                    no_decay[full] = param
-        named = dict(self.named_parameters())
-        missing = set(named) - set(decay) - set(no_decay)
-        if missing:
-            raise RuntimeError(f"parameters without a weight-decay rule: {sorted(missing)}")
-        return [
-            {"params": [decay[k] for k in sorted(decay)], "weight_decay": weight_decay},
-            {"params": [no_decay[k] for k in sorted(no_decay)], "weight_decay": 0.0},
-        ]
+        return decay_param_groups(self, weight_decay)
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
@@ -207,8 +196,35 @@ class ActionFormer(nn.Module):
         return results
 
 
-def build_detector_from_config(cfg, num_classes: int) -> ActionFormer:
-    """``ActionFormer`` from an ``rgbtad.config.Config``."""
+def decay_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Two optimizer groups as the release's ``make_optimizer``: weight decay on the
+    weights of convolutions and linear layers; none on biases, LayerNorms, per-level
+    scales, layer scales and relative position biases."""
+    decay, no_decay = {}, {}
+    for module_name, module in model.named_modules():
+        for name, param in module.named_parameters(recurse=False):
+            full = f"{module_name}.{name}" if module_name else name
+            if name == "bias":
+                no_decay[full] = param
+            elif name == "weight" and isinstance(module, (nn.Conv1d, nn.Linear)):
+                decay[full] = param
+            elif isinstance(module, (ChannelLayerNorm, Scale, LayerScaleDropPath)):
+                no_decay[full] = param
+            elif isinstance(module, ConvAttention) and name == "rel_pos":
+                no_decay[full] = param
+    named = dict(model.named_parameters())
+    missing = set(named) - set(decay) - set(no_decay)
+    if missing:
+        raise RuntimeError(f"parameters without a weight-decay rule: {sorted(missing)}")
+    return [
+        {"params": [decay[k] for k in sorted(decay)], "weight_decay": weight_decay},
+        {"params": [no_decay[k] for k in sorted(no_decay)], "weight_decay": 0.0},
+    ]
+
+
+def build_detector_from_config(cfg, num_classes: int, input_dim: int | None = None) -> ActionFormer:
+    """``ActionFormer`` from an ``rgbtad.config.Config``; `input_dim` overrides
+    ``data.input_dim`` (detectors inside a distillation student)."""
     m, t, d, s = cfg.model, cfg.train, cfg.data, cfg.test
     if num_classes <= 0:
         raise RgbtadError(f"the detector needs at least one class, got {num_classes}")
@@ -220,7 +236,8 @@ def build_detector_from_config(cfg, num_classes: int) -> ActionFormer:
     )
     try:
         return ActionFormer(
-            input_dim=d.input_dim, num_classes=num_classes, max_seq_len=d.max_seq_len,
+            input_dim=d.input_dim if input_dim is None else input_dim,
+            num_classes=num_classes, max_seq_len=d.max_seq_len,
             backbone=m.backbone, arch=tuple(m.arch), scale_factor=m.scale_factor,
             embd_dim=m.embd_dim, embd_kernel_size=m.embd_kernel_size,
             embd_with_ln=m.embd_with_ln, n_head=m.n_head, window=m.n_mha_win_size,

@@ -255,7 +255,9 @@ def postprocess_video(cls_logits, offsets, masks, points, meta: dict, cfg: NMSCo
     segs, scores, labels = segs.detach().cpu(), scores.detach().cpu(), labels.detach().cpu()
     if cfg.nms_method != "none":
         segs, scores, labels = batched_nms(segs, scores, labels, cfg)
-    segs = grid_to_seconds(segs, _number(meta["fps"]), _number(meta["feat_stride"]),
+    # seconds in float64 (the release stays in float32, about 1e-6 s away) so that a segment
+    # clipped to the video's end equals the duration exactly
+    segs = grid_to_seconds(segs.double(), _number(meta["fps"]), _number(meta["feat_stride"]),
                            _number(meta["feat_num_frames"]), _number(meta["duration"]))
     return {
         "video_id": meta["video_id"],

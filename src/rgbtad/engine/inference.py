@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from rgbtad.config import Config
 from rgbtad.data.annotations import AnnotationSet, load_annotations
 from rgbtad.data.batching import pad_batch
 from rgbtad.data.datasets import FeatureDataset
@@ -26,16 +25,6 @@ from rgbtad.errors import RgbtadError
 log = logging.getLogger(__name__)
 
 
-def feature_store(cfg: Config, features_dir: str | Path | None = None) -> FeatureStore:
-    return FeatureStore(
-        features_dir or cfg.data.features,
-        channels=cfg.data.channels,
-        input_dim=cfg.data.input_dim,
-        prefix=cfg.data.file_prefix,
-        ext=cfg.data.file_ext,
-    )
-
-
 @torch.no_grad()
 def predict(model: torch.nn.Module, dataset: FeatureDataset, class_names: list[str],
             device: torch.device, max_seq_len: int, progress: bool = True) -> dict[str, list[dict]]:
@@ -46,19 +35,27 @@ def predict(model: torch.nn.Module, dataset: FeatureDataset, class_names: list[s
     for index in tqdm(range(len(dataset)), desc="inference", unit="video", disable=not progress,
                       leave=False):
         item = dataset[index]
-        feats, masks = pad_batch(
-            [item["feats"]], max_seq_len=max_seq_len,
-            max_div_factor=model.max_div_factor, training=False,
-        )
-        outputs = model(feats.to(device), masks.to(device))
         meta = {key: item[key] for key in ("video_id", "fps", "duration", "feat_stride", "feat_num_frames")}
-        (dets,) = model.postprocess(outputs, [meta])
-        results[item["video_id"]] = [
-            {"label": class_names[int(label)], "score": float(score),
-             "segment": [float(seg[0]), float(seg[1])]}
-            for seg, score, label in zip(dets["segments"], dets["scores"], dets["labels"])
-        ]
+        results[item["video_id"]] = predict_video(model, item["feats"], meta, class_names, device, max_seq_len)
     return results
+
+
+@torch.no_grad()
+def predict_video(model: torch.nn.Module, feats: torch.Tensor, meta: dict, class_names: list[str],
+                  device: torch.device, max_seq_len: int, forward=None) -> list[dict]:
+    """Detections of one video from its ``C x T`` features: padded alone (module doc), the
+    forward pass, then `model.postprocess` with `meta` (video_id, fps, duration, feat_stride,
+    feat_num_frames). `forward(feats, masks) -> DetectorOutput` replaces `model`'s own forward
+    when given (an ONNX Runtime session); `model` still supplies padding and post-processing."""
+    feats, masks = pad_batch([feats], max_seq_len=max_seq_len, max_div_factor=model.max_div_factor,
+                             training=False)
+    outputs = (forward or model)(feats.to(device), masks.to(device))
+    (dets,) = model.postprocess(outputs, [meta])
+    return [
+        {"label": class_names[int(label)], "score": float(score),
+         "segment": [float(seg[0]), float(seg[1])]}
+        for seg, score, label in zip(dets["segments"], dets["scores"], dets["labels"])
+    ]
 
 
 def _class_names_for(run_classes: list[str], annotations: AnnotationSet) -> list[str]:
@@ -85,8 +82,9 @@ def infer_features(run_dir: str | Path, *, features_dir: str | Path, annotations
     if not subset.videos:
         raise RgbtadError(f"{annotations}: split '{split or cfg.data.val_split}' has no videos")
     class_names = _class_names_for(run_classes, ann)
-    dataset = FeatureDataset(subset, feature_store(cfg, features_dir), cfg.data,
-                             training=False, class_names=class_names)
+    dataset = FeatureDataset(subset, FeatureStore.from_config(cfg.data, features_dir), cfg.data,
+                             training=False, class_names=class_names,
+                             class_agnostic=len(class_names) == 1)
     results = predict(model, dataset, class_names, torch_device, cfg.data.max_seq_len)
     write_results_json(out_path, results)
     return len(results)

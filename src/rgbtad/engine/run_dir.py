@@ -5,6 +5,8 @@ Layout::
     RUN_DIR/config.yaml        resolved config (every default written out)
     RUN_DIR/classes.json       class names, index = label id
     RUN_DIR/model.pt           {"model": EMA state dict, "raw_model": raw state dict or None}
+    RUN_DIR/backbone.json      RGB backbone settings for `rgbtad detect` (`attach_backbone`)
+    RUN_DIR/backbone.pt        its weights (absent for a randomly initialised backbone)
     RUN_DIR/checkpoints/       resumable training checkpoints (trainer only)
     RUN_DIR/logs/              metrics.csv and TensorBoard events (trainer only)
 
@@ -26,6 +28,9 @@ from rgbtad.utils.atomic import atomic_path, write_json
 CONFIG_FILE = "config.yaml"
 CLASSES_FILE = "classes.json"
 MODEL_FILE = "model.pt"
+BACKBONE_FILE = "backbone.json"
+BACKBONE_WEIGHTS = "backbone.pt"
+BACKBONE_FORMAT = "rgbtad-backbone-1"
 
 
 def save_run(run_dir: str | Path, cfg: Config, class_names: list[str], model_state: dict,
@@ -39,8 +44,9 @@ def save_run(run_dir: str | Path, cfg: Config, class_names: list[str], model_sta
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu"):
-    """Return (config, class_names, detector in eval mode on `device`)."""
-    from rgbtad.detection import build_detector
+    """Return (config, class_names, detector in eval mode on `device`). A distilled
+    student is built without its teacher: it predicts from the student's features alone."""
+    from rgbtad.distill import build_model
 
     run_dir = Path(run_dir)
     for name in (CONFIG_FILE, CLASSES_FILE, MODEL_FILE):
@@ -51,7 +57,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu"):
         class_names = json.loads((run_dir / CLASSES_FILE).read_text())
     except json.JSONDecodeError as err:
         raise RgbtadError(f"{run_dir / CLASSES_FILE}: not valid JSON ({err})") from None
-    model = build_detector(cfg, num_classes=len(class_names))
+    model = build_model(cfg, num_classes=len(class_names))
     state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
     missing, unexpected = model.load_state_dict(state["model"], strict=False)
     if missing or unexpected:
@@ -60,3 +66,103 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu"):
             f"(missing keys: {missing[:5]}, unexpected keys: {unexpected[:5]})"
         )
     return cfg, class_names, model.to(device).eval()
+
+
+# --------------------------------------------------------------------------- backbone settings
+#
+# backbone.json (format "rgbtad-backbone-1") tells `rgbtad detect` how to turn a video into
+# the features the detector was trained on. Keys: "backbone" (registry name, required),
+# "snippet_frames" and "stride" (required), "modality" ("rgb"), "weights" (file name relative
+# to the run directory, an absolute path, or null for the seeded random initialisation of
+# `rgbtad extract`), "fps" (null: native rate), "size" (short side P, [W, H], or null: native),
+# "input_mean" / "input_std" (per channel, for pixels in [0, 1]; default: the backbone's),
+# "feature_dim" (checked when given), "precision" ("fp32" or "bf16").
+
+_SPEC_KEYS = ("backbone", "modality", "snippet_frames", "stride", "fps", "size", "precision",
+              "feature_dim", "input_mean", "input_std")
+
+
+def attach_backbone(run_dir: str | Path, features_dir: str | Path | None) -> bool:
+    """Record the RGB backbone that made `features_dir` in `run_dir` (backbone.json, plus the
+    weights copied to backbone.pt). Returns False, changing nothing, when the folder has no
+    `rgbtad extract` index or holds features of another modality."""
+    import logging
+    import shutil
+
+    from rgbtad.extraction.extract import INDEX_FILE, load_features_index
+
+    log = logging.getLogger(__name__)
+    if not features_dir or not (Path(features_dir) / INDEX_FILE).is_file():
+        return False
+    try:
+        settings = load_features_index(features_dir).get("settings") or {}
+    except RgbtadError as err:
+        log.warning("%s; the run gets no backbone settings", err)
+        return False
+    if settings.get("modality") != "rgb" or not settings.get("backbone"):
+        return False
+    run_dir = Path(run_dir)
+    spec = {"format": BACKBONE_FORMAT, **{key: settings.get(key) for key in _SPEC_KEYS},
+            "weights": None, "source": str(Path(features_dir) / INDEX_FILE)}
+    weights = settings.get("weights")
+    if weights:
+        if not Path(weights).is_file():
+            log.warning("%s: backbone weights %s not found; the run gets no backbone settings",
+                        Path(features_dir) / INDEX_FILE, weights)
+            return False
+        with atomic_path(run_dir / BACKBONE_WEIGHTS) as tmp:
+            shutil.copyfile(weights, tmp)
+        spec["weights"] = BACKBONE_WEIGHTS
+    write_json(run_dir / BACKBONE_FILE, spec)
+    return True
+
+
+def load_backbone_spec(run_dir: str | Path) -> dict:
+    """backbone.json of `run_dir`, checked and completed: every key of the format, with
+    "weights" resolved to a path (or None)."""
+    from rgbtad.utils.jsonio import read_json_file
+
+    run_dir = Path(run_dir)
+    path = run_dir / BACKBONE_FILE
+    if not path.is_file():
+        raise RgbtadError(f"{run_dir}: no backbone settings (train on features made by `rgbtad extract`, "
+                          f"or add {BACKBONE_FILE})")
+    data = read_json_file(path, "backbone settings")
+    if not isinstance(data, dict):
+        raise RgbtadError(f"{path}: expected a JSON object")
+    spec = {key: data.get(key) for key in _SPEC_KEYS}
+    spec["modality"] = spec["modality"] or "rgb"
+    spec["precision"] = spec["precision"] or "fp32"
+    if not isinstance(spec["backbone"], str) or not spec["backbone"]:
+        raise RgbtadError(f"{path}: 'backbone' must name a backbone, e.g. \"tsm_r18\"")
+    if spec["modality"] != "rgb":
+        raise RgbtadError(f"{path}: modality is {spec['modality']!r}; detection runs on RGB only")
+    for key in ("snippet_frames", "stride"):
+        value = spec[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise RgbtadError(f"{path}: '{key}' must be a positive integer, got {value!r}")
+    if spec["fps"] is not None and (isinstance(spec["fps"], bool) or not isinstance(spec["fps"], (int, float))
+                                    or not spec["fps"] > 0):
+        raise RgbtadError(f"{path}: 'fps' must be a positive number or null, got {spec['fps']!r}")
+    size = spec["size"]
+    if isinstance(size, list) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+        spec["size"] = (int(size[0]), int(size[1]))
+    elif size is not None and not (isinstance(size, int) and not isinstance(size, bool) and size > 0):
+        raise RgbtadError(f"{path}: 'size' must be a short side P, [W, H] or null, got {size!r}")
+    for key in ("input_mean", "input_std"):
+        value = spec[key]
+        if value is not None and (not isinstance(value, list) or not value
+                                  or not all(isinstance(v, (int, float)) for v in value)):
+            raise RgbtadError(f"{path}: '{key}' must be a list of numbers or absent, got {value!r}")
+    if spec["precision"] not in ("fp32", "bf16"):
+        raise RgbtadError(f"{path}: 'precision' must be \"fp32\" or \"bf16\", got {spec['precision']!r}")
+    weights = data.get("weights")
+    if weights is not None:
+        if not isinstance(weights, str) or not weights:
+            raise RgbtadError(f"{path}: 'weights' must be a file name or null, got {weights!r}")
+        resolved = Path(weights) if Path(weights).is_absolute() else run_dir / weights
+        if not resolved.is_file():
+            raise RgbtadError(f"{path}: backbone weights {resolved} not found")
+        weights = resolved
+    spec["weights"] = weights
+    return spec

@@ -10,6 +10,7 @@ the data order and augmentation depend only on (seed, epoch).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from pathlib import Path
@@ -21,14 +22,16 @@ from tqdm import tqdm
 
 from rgbtad.config import Config, load_config, save_config
 from rgbtad.data.annotations import AnnotationSet, load_annotations
-from rgbtad.data.batching import make_loader, pad_batch
+from rgbtad.data.batching import make_loader, pad_batch, set_loader_epoch
 from rgbtad.data.datasets import FeatureDataset
-from rgbtad.detection import build_detector
+from rgbtad.data.features import FeatureStore
+from rgbtad.data.paired import training_store
+from rgbtad.distill import build_model, load_teacher
 from rgbtad.engine import distributed
-from rgbtad.engine.inference import feature_store, predict
+from rgbtad.engine.inference import predict
 from rgbtad.engine.logs import TrainingLogger
 from rgbtad.engine.optim import ModelEma, make_optimizer, make_scheduler
-from rgbtad.engine.run_dir import CONFIG_FILE, save_run
+from rgbtad.engine.run_dir import CONFIG_FILE, attach_backbone, save_run
 from rgbtad.errors import RgbtadError
 from rgbtad.utils.atomic import atomic_path, write_json
 
@@ -67,14 +70,32 @@ def _check_resume_config(cfg: Config, run_dir: Path) -> None:
 
 def evaluate_model(model: torch.nn.Module, cfg: Config, annotations: AnnotationSet,
                    class_names: list[str], device: torch.device, progress: bool = True):
-    """Detections and mAP of `model` on the config's validation split."""
+    """Detections and mAP of `model` on the config's validation split.
+
+    mAP is computed against the unclipped ground truth, as `rgbtad evaluate` and the
+    reference evaluator do; a class-agnostic detector is scored against the ground truth
+    with every label merged into its single class.
+    """
     from rgbtad.evaluation.detection import evaluate_detections
 
     val = annotations.split(cfg.data.val_split)
-    dataset = FeatureDataset(val, feature_store(cfg), cfg.data, training=False,
-                             class_names=class_names)
+    class_agnostic = len(class_names) == 1 and len(annotations.class_names) > 1
+    dataset = FeatureDataset(val, FeatureStore.from_config(cfg.data), cfg.data, training=False,
+                             class_names=class_names, class_agnostic=class_agnostic)
     detections = predict(model, dataset, class_names, device, cfg.data.max_seq_len, progress)
-    return detections, evaluate_detections(val, detections, cfg.test.tiou_thresholds)
+    truth = load_annotations(cfg.data.annotations, clip_to_duration=False).split(cfg.data.val_split)
+    if class_agnostic:
+        truth = _merge_classes(truth, class_names[0])
+    return detections, evaluate_detections(truth, detections, cfg.test.tiou_thresholds)
+
+
+def _merge_classes(annotations: AnnotationSet, name: str) -> AnnotationSet:
+    videos = {
+        vid: dataclasses.replace(video, segments=[
+            dataclasses.replace(seg, label=name, label_id=0) for seg in video.segments])
+        for vid, video in annotations.videos.items()
+    }
+    return dataclasses.replace(annotations, videos=videos, class_names=[name])
 
 
 def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str | None = None) -> dict:
@@ -92,12 +113,18 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
     annotations = load_annotations(cfg.data.annotations)
     class_names = list(annotations.class_names)
     num_classes = cfg.model.num_classes or len(class_names)
-    if num_classes != len(class_names):
+    # num_classes 1 over a multi-class file: class-agnostic detection (ActivityNet proposals)
+    class_agnostic = num_classes == 1 and len(class_names) > 1
+    if class_agnostic:
+        class_names = ["action"]
+    elif num_classes != len(class_names):
         raise RgbtadError(
             f"{cfg.data.annotations}: has {len(class_names)} classes but model.num_classes is {num_classes}"
         )
-    train_set = FeatureDataset(annotations.split(cfg.data.train_split), feature_store(cfg), cfg.data,
-                               training=True, class_names=class_names, seed=cfg.train.seed)
+    # distillation: [student | teacher] features of the same snippets (validation reads the student's only)
+    train_set = FeatureDataset(annotations.split(cfg.data.train_split), training_store(cfg), cfg.data,
+                               training=True, class_names=class_names, seed=cfg.train.seed,
+                               class_agnostic=class_agnostic)
     if len(train_set) == 0:
         raise RgbtadError(f"{cfg.data.annotations}: split '{cfg.data.train_split}' has no annotated videos")
     if cfg.train.batch_size % dist.world_size:
@@ -114,8 +141,10 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
         )
 
     seed_everything(cfg.train.seed)
-    model = build_detector(cfg, num_classes).to(dist.device)
+    model = build_model(cfg, num_classes).to(dist.device)
     ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
+    if cfg.distill.method != "none":  # the frozen teacher is not part of the model, its EMA or its run
+        model.attach_teacher(load_teacher(cfg, class_names, dist.device))
     optimizer = make_optimizer(model, cfg.train)
     scheduler = make_scheduler(optimizer, cfg.train, iters_per_epoch)
     total_epochs = cfg.train.epochs + cfg.train.warmup_epochs
@@ -136,7 +165,8 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
 
     net = DistributedDataParallel(model) if dist.enabled else model
     logger = TrainingLogger(run_dir / "logs", cfg.test.tiou_thresholds, start_epoch,
-                            start_epoch * iters_per_epoch) if dist.is_main else None
+                            start_epoch * iters_per_epoch,
+                            extra_losses=list(model.loss_names)) if dist.is_main else None
     metrics = None
     try:
         for epoch in range(start_epoch, total_epochs):
@@ -162,6 +192,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
         final = ema.module if ema is not None else model
         save_run(run_dir, cfg, class_names, final.state_dict(),
                  model.state_dict() if ema is not None else None)
+        attach_backbone(run_dir, cfg.data.features)  # what `rgbtad detect` needs, when known
         if metrics is not None:
             summary.update(metrics.to_json())
         write_json(run_dir / "summary.json", summary)
@@ -172,9 +203,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
 def _train_one_epoch(net, model, ema, optimizer, scheduler, loader, train_set, cfg: Config,
                      epoch: int, iters_per_epoch: int, dist, logger) -> None:
     net.train()
-    train_set.set_epoch(epoch)
-    if hasattr(loader.sampler, "set_epoch"):
-        loader.sampler.set_epoch(epoch)
+    set_loader_epoch(loader, epoch)
     total_epochs = cfg.train.epochs + cfg.train.warmup_epochs
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", unit="it", leave=False,
                disable=not dist.is_main)

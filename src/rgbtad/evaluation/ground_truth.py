@@ -23,7 +23,6 @@ Torch-free: the ``rgbtad evaluate`` command imports this.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,29 +31,12 @@ from typing import Any, Iterable
 import numpy as np
 
 from rgbtad.errors import RgbtadError
+from rgbtad.utils.jsonio import read_json_file
 
-__all__ = ["DUPLICATE_TOL", "GroundTruth", "load_ground_truth", "read_json_file"]
+__all__ = ["DUPLICATE_TOL", "GroundTruth", "load_ground_truth"]
 
 # Tolerance of the reference's duplicate / too-short rule, in seconds.
 DUPLICATE_TOL = 1e-3
-
-
-def read_json_file(path: str | Path, what: str) -> Any:
-    """`json.load` of `path`; every failure is a one-line `RgbtadError` naming the file."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise RgbtadError(f"{path}: {what} file not found") from None
-    except IsADirectoryError:
-        raise RgbtadError(f"{path}: is a folder, expected a {what} JSON file") from None
-    except json.JSONDecodeError as err:
-        raise RgbtadError(f"{path}: not valid JSON ({err})") from None
-    except UnicodeDecodeError:
-        raise RgbtadError(f"{path}: not a UTF-8 text file") from None
-    except OSError as err:
-        raise RgbtadError(f"{path}: cannot read ({err.strerror or err})") from None
 
 
 @dataclass

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rgbtad.errors import RgbtadError
-from rgbtad.evaluation.ground_truth import read_json_file
+from rgbtad.utils.jsonio import read_json_file
 
 __all__ = ["Predictions", "load_predictions"]
 

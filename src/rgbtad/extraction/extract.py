@@ -238,6 +238,26 @@ class _Extractor:
                               f"frames are {reader.width}x{reader.height}")
         return iter_motion_file(array_path, chunk=CHUNK_FRAMES), int(meta["num_frames"])
 
+    def encode(self, items: Iterator[np.ndarray], length: int, bar=None) -> np.ndarray:
+        """Features (``T x feature_dim`` float32) of a stream of input chunks along time:
+        RGB frames, or motion items with ``length = snippet_frames - 1`` (padded back to
+        ``snippet_frames``). `bar` (tqdm) is advanced by the snippets done."""
+        n = self.snippet_frames
+        outputs: list[np.ndarray] = []
+        batch: list[np.ndarray] = []
+        for snippet in iter_snippets(items, length, self.stride):
+            batch.append(pad_snippet(snippet, n) if length < n else snippet.copy())
+            if len(batch) == self.batch_size:
+                outputs.append(self._forward(batch))
+                if bar is not None:
+                    bar.update(len(batch))
+                batch = []
+        if batch:
+            outputs.append(self._forward(batch))
+            if bar is not None:
+                bar.update(len(batch))
+        return np.concatenate(outputs, axis=0) if outputs else np.zeros((0, self.feature_dim), np.float32)
+
     def run(self, video: Path, position: int = 1) -> tuple[np.ndarray, dict]:
         n = self.snippet_frames
         reader = VideoReader(video, fps=self.fps, size=self.size, chunk_frames=CHUNK_FRAMES)
@@ -263,23 +283,12 @@ class _Extractor:
 
         bar = tqdm(total=estimate, desc=video_stem(video), unit="snippet", leave=False, position=position,
                    disable=not self.progress)
-        outputs: list[np.ndarray] = []
-        batch: list[np.ndarray] = []
         try:
-            for snippet in iter_snippets(items, length, self.stride):
-                batch.append(pad_snippet(snippet, n) if length < n else snippet.copy())
-                if len(batch) == self.batch_size:
-                    outputs.append(self._forward(batch))
-                    bar.update(len(batch))
-                    batch = []
-            if batch:
-                outputs.append(self._forward(batch))
-                bar.update(len(batch))
+            features = self.encode(items, length, bar)
         finally:
             bar.close()
             reader.close()
         num_frames = stored_frames if stored_frames is not None else reader.frames_read
-        features = np.concatenate(outputs, axis=0) if outputs else np.zeros((0, self.feature_dim), np.float32)
         expected = num_snippets(num_frames, n, self.stride)
         if len(features) != expected:  # the sampling rule guarantees this; guard against regressions
             raise RuntimeError(f"{video}: {len(features)} snippets, the formula gives {expected}")
@@ -440,6 +449,29 @@ def _safe_own(path: Path) -> dict | None:
         return _read_index(path)["videos"] if path.is_file() else None
     except RgbtadError:
         return None
+
+
+def load_backbone(backbone, modality: str = "rgb", weights: str | Path | None = None):
+    """``(module in eval mode, name)`` exactly as `extract_features` builds it: a registry
+    name is created with `weights` (seeded random initialisation without), a module is
+    checked against the backbone contract."""
+    return _load_backbone(backbone, modality, None if weights is None else str(weights))
+
+
+def snippet_encoder(net, *, snippet_frames: int, stride: int, modality: str = "rgb",
+                    fps: float | None = None, size: Size = None, device: str | None = None,
+                    batch_size: int = 8, bf16: bool = False, flow_method: str = "tvl1",
+                    flow_bound: float = DEFAULT_BOUND, dis_preset: str = "fast",
+                    progress: bool = False) -> _Extractor:
+    """The per-video engine of `extract_features`, for callers that need one video's features
+    without writing files: ``encoder.run(video) -> (features, entry)`` decodes and encodes
+    the video streamed in chunks (same decoding, snippet grid and preprocessing, so the
+    features equal those `extract_features` writes), and ``encoder.encode(chunks, length)``
+    encodes frames (or motion items) already in memory."""
+    return _Extractor(net, modality=modality, flow_method=flow_method, flow_bound=float(flow_bound),
+                      dis_preset=dis_preset, snippet_frames=int(snippet_frames), stride=int(stride),
+                      fps=fps, size=size, device=_resolve_device(device), batch_size=int(batch_size),
+                      bf16=bf16, flow_dir=None, progress=progress)
 
 
 def load_features(out_dir: str | Path, stem: str) -> np.ndarray:

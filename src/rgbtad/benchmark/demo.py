@@ -1,0 +1,255 @@
+"""`rgbtad demo`: the whole pipeline on the built-in synthetic benchmark, on this CPU.
+
+Stages (each reuses its finished output on a second run, so an interrupted demo continues):
+
+1. ``data``: render the benchmark videos and annotations (`rgbtad.data.synthetic`);
+2. ``motion``: optical flow of every video, stored once (`rgbtad.extraction.motion_files`);
+3. ``backbones``: small RGB and motion snippet backbones trained on trimmed train snippets
+   (`rgbtad.engine.clip_training`);
+4. ``features``: snippet features of every video per modality (`rgbtad.extraction.extract`),
+   and the two-stream features (RGB and flow side by side);
+5. ``detectors``: one ActionFormer per model (`rgbtad.engine.trainer`), then detections on
+   the test split and their mAP;
+6. ``report``: ``summary.json``, ``report.md``, timelines and training curves.
+
+Layout of ``OUT``::
+
+    data/          videos/*.mp4, annotations.json, benchmark.json
+    flow/          <video>.flow.npz (+ .flow.json)
+    backbones/     rgb.pt, flow.pt, tg.pt (+ .json with snippet accuracy per class)
+    features/      rgb/, flow/, tg/, two_stream/  (<video>.npy, T x C)
+    runs/NAME/     a run directory per model (`rgbtad infer` accepts it)
+    predictions/   NAME.json (ActivityNet results on the test split)
+    plots/         timelines and training curves
+    summary.json, report.md, timings.json
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from rgbtad.errors import RgbtadError
+from rgbtad.utils.atomic import write_json, write_npy
+
+log = logging.getLogger(__name__)
+
+BACKBONE = "tsm_tiny"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of the benchmark and of every training; `quick` shrinks them for CI."""
+
+    num_train: int = 60
+    num_test: int = 30
+    size: int = 64
+    fps: float = 10.0
+    min_duration: float = 20.0
+    max_duration: float = 40.0
+    snippet_frames: int = 8
+    stride: int = 2
+    flow_method: str = "dis"
+    clip_epochs: int = 6
+    clip_per_class: int = 64
+    detector_epochs: int = 25
+    detector_warmup: int = 3
+    motion_modalities: tuple[str, ...] = ("flow", "tg")
+
+    @classmethod
+    def quick(cls) -> "DemoSettings":
+        return cls(num_train=16, num_test=8, min_duration=20.0, max_duration=26.0, clip_epochs=3,
+                   clip_per_class=24, detector_epochs=10, detector_warmup=2,
+                   motion_modalities=("flow",))
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One detector of the demo: which features it reads and how it is trained."""
+
+    name: str
+    features: str  # folder name under features/
+    description: str
+    overrides: tuple[str, ...] = field(default=())
+
+
+def base_models() -> list[ModelSpec]:
+    return [
+        ModelSpec("rgb_only", "rgb", "ActionFormer on RGB features"),
+        ModelSpec("motion_only", "flow", "ActionFormer on optical-flow features"),
+        ModelSpec("two_stream", "two_stream", "ActionFormer on RGB + flow features"),
+    ]
+
+
+class StageClock:
+    """Wall time per stage, kept in timings.json (a reused stage keeps its first timing)."""
+
+    def __init__(self, path: Path):
+        import json
+
+        self.path = path
+        self.timings: dict[str, dict] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def run(self, name: str, func, *args, **kwargs):
+        start = time.perf_counter()
+        result = func(*args, **kwargs)
+        seconds = time.perf_counter() - start
+        previous = self.timings.get(name)
+        if previous is None or seconds > 1.0:
+            self.timings[name] = {"seconds": round(seconds, 2)}
+        else:
+            self.timings[name] = {**previous, "reused": True}
+        write_json(self.path, self.timings)
+        return result
+
+
+def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device: str | None = None,
+             extra_models: list[ModelSpec] | None = None) -> dict:
+    """Run (or finish) the demo in `out_dir`; return the summary."""
+    settings = DemoSettings.quick() if quick else DemoSettings()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, settings, seed)
+    clock = StageClock(out / "timings.json")
+
+    ann_path = clock.run("data", _generate, out, settings, seed)
+    videos = sorted((out / "data" / "videos").glob("*.mp4"))
+    clock.run("motion", _motion, videos, out, settings)
+    modalities = ("rgb",) + settings.motion_modalities
+    weights = {m: clock.run(f"backbone_{m}", _train_backbone, ann_path, out, settings, m, seed, device)
+               for m in modalities}
+    for modality in modalities:
+        clock.run(f"features_{modality}", _extract, videos, out, settings, modality, weights[modality], device)
+    clock.run("features_two_stream", _concat_features, out, ("rgb", "flow"), "two_stream")
+
+    models = base_models() + list(extra_models or [])
+    results = {}
+    for spec in models:
+        results[spec.name] = clock.run(f"detector_{spec.name}", _train_and_evaluate, spec, ann_path, out,
+                                       settings, seed, device)
+    from rgbtad.benchmark.report import write_report
+
+    summary = {"models": results, "settings": asdict(settings), "seed": seed}
+    clock.run("report", write_report, out, ann_path, summary, models, clock.timings)
+    return summary
+
+
+def _check_settings(out: Path, settings: DemoSettings, seed: int) -> None:
+    """A demo folder holds one configuration: refuse to mix outputs of different settings."""
+    import json
+
+    path = out / "demo.json"
+    current = {"settings": asdict(settings), "seed": seed}
+    current["settings"]["motion_modalities"] = list(settings.motion_modalities)
+    if path.is_file():
+        previous = json.loads(path.read_text())
+        if previous != current:
+            raise RgbtadError(f"{out}: holds a demo made with other settings ({path}); "
+                              "use another --out or the same --quick/--seed")
+        return
+    write_json(path, current)
+
+
+def _generate(out: Path, settings: DemoSettings, seed: int) -> Path:
+    from rgbtad.data.synthetic import generate_benchmark
+
+    return generate_benchmark(out / "data", num_train=settings.num_train, num_test=settings.num_test,
+                              seed=seed, size=settings.size, fps=settings.fps,
+                              min_duration=settings.min_duration, max_duration=settings.max_duration,
+                              workers=2)
+
+
+def _motion(videos: list[Path], out: Path, settings: DemoSettings) -> None:
+    from rgbtad.extraction.motion_files import compute_motion
+
+    report = compute_motion(videos, out / "flow", method=settings.flow_method, fps=settings.fps,
+                            size=settings.size, workers=2)
+    if not report.ok:
+        raise RgbtadError(f"optical flow failed for some videos:\n{report.summary()}")
+
+
+def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, modality: str, seed: int,
+                    device: str | None) -> Path:
+    from rgbtad.engine.clip_training import train_clip_backbone
+
+    result = train_clip_backbone(
+        ann_path, out / "data" / "videos", out / "backbones" / f"{modality}.pt",
+        backbone=BACKBONE, modality=modality, subset="train", val_subset="test",
+        snippet_frames=settings.snippet_frames, stride=settings.stride, fps=settings.fps,
+        size=settings.size, flow_method=settings.flow_method, flow_dir=out / "flow",
+        epochs=settings.clip_epochs, per_class=settings.clip_per_class, seed=seed, device=device,
+    )
+    return result.weights
+
+
+def _extract(videos: list[Path], out: Path, settings: DemoSettings, modality: str, weights: Path,
+             device: str | None) -> None:
+    from rgbtad.extraction.extract import extract_features
+
+    report = extract_features(
+        videos, out / "features" / modality, backbone=BACKBONE, weights=str(weights), modality=modality,
+        flow_method=settings.flow_method, snippet_frames=settings.snippet_frames, stride=settings.stride,
+        fps=settings.fps, size=settings.size, device=device, batch_size=32,
+        flow_dir=out / "flow" if modality == "flow" else None,
+    )
+    if not report.ok:
+        raise RgbtadError(f"feature extraction ({modality}) failed for some videos:\n{report.summary()}")
+
+
+def _concat_features(out: Path, parts: tuple[str, ...], name: str) -> None:
+    """Two-stream features: the modalities' snippet features side by side (RGB first)."""
+    target = out / "features" / name
+    for path in sorted((out / "features" / parts[0]).glob("*.npy")):
+        dest = target / path.name
+        if dest.is_file():
+            continue
+        arrays = [np.load(out / "features" / part / path.name) for part in parts]
+        length = min(a.shape[0] for a in arrays)
+        write_npy(dest, np.concatenate([a[:length] for a in arrays], axis=1))
+
+
+def detector_config(spec: ModelSpec, ann_path: Path, out: Path, settings: DemoSettings, seed: int):
+    """The detector config of one demo model: configs' synthetic defaults + this model's data."""
+    from rgbtad.config import build_config
+
+    feats = out / "features" / spec.features
+    dim = int(np.load(next(iter(sorted(feats.glob("*.npy")))), mmap_mode="r").shape[1])
+    values = synthetic_detector_defaults()
+    values["data"].update({"annotations": str(ann_path), "features": str(feats), "input_dim": dim,
+                           "feat_stride": settings.stride, "num_frames": settings.snippet_frames})
+    values["train"].update({"epochs": settings.detector_epochs, "warmup_epochs": settings.detector_warmup,
+                            "seed": seed})
+    return build_config(values, list(spec.overrides))
+
+
+def synthetic_detector_defaults() -> dict:
+    """`configs/synthetic.yaml` as a dict (the file ships inside the package)."""
+    import yaml
+    from importlib import resources
+
+    text = resources.files("rgbtad.benchmark").joinpath("synthetic.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _train_and_evaluate(spec: ModelSpec, ann_path: Path, out: Path, settings: DemoSettings, seed: int,
+                        device: str | None) -> dict:
+    from rgbtad.engine.inference import infer_features
+    from rgbtad.engine.trainer import train
+    from rgbtad.evaluation.detection import evaluate_detection_files
+
+    run_dir = out / "runs" / spec.name
+    cfg = detector_config(spec, ann_path, out, settings, seed)
+    if not (run_dir / "model.pt").is_file():
+        resume = (run_dir / "checkpoints" / "last.pt").is_file()
+        log.info("training %s (%s)", spec.name, spec.description)
+        train(cfg, run_dir, resume=resume, device=device)
+    pred = out / "predictions" / f"{spec.name}.json"
+    if not pred.is_file():
+        infer_features(run_dir, features_dir=cfg.data.features, annotations=ann_path, split="test",
+                       out_path=pred, device=device)
+    metrics = evaluate_detection_files(ann_path, pred, split="test", tiou_thresholds=cfg.test.tiou_thresholds)
+    return metrics.to_json()

@@ -1,0 +1,272 @@
+"""RGB-only students trained with a frozen teacher.
+
+Both students have the interface of `ActionFormer` that the trainer, inference and the
+run directory use: ``forward(feats, masks)``, ``losses(out, gt_segments, gt_labels)``,
+``postprocess(out, metas)``, ``param_groups(weight_decay)``, ``max_div_factor``,
+``strides``, ``check_length`` and ``loss_names``, plus ``attach_teacher``.
+
+* Training mode: ``feats`` holds ``[student | teacher]`` channels (`PairedFeatureStore`);
+  the student splits them after ``data.input_dim`` channels, runs the teacher on its half
+  without gradients, and returns a `DistillOutput`.
+* Eval mode: ``feats`` holds the student's channels only. Only the inference path runs and
+  the output is the plain `DetectorOutput` of the inference detector; the teacher, the
+  teacher features and the training-only branches are never touched.
+
+`ConventionalKDStudent` is the baseline Lee et al. beat: one ActionFormer on the RGB
+features, trained on the ground truth plus logit and/or feature mimicking (and, with the
+``atom``/``gcr``/``abs`` weights, Dai et al.'s augmented-RGB losses).
+
+`DecomposedStudent` is Lee et al. (CVPR 2023), as read from the slides and METHODS.md §1
+(their full text was not available; the choices below are config options):
+
+* two projections of the RGB features, ``A = P_A(F)`` and ``M = P_M(F)``, each the
+  ActionFormer projection (``model.arch[0]`` x masked conv k3 + LayerNorm + ReLU);
+* per branch an ActionFormer encoder and neck (``share: full`` shares them too) and one
+  classification + regression head shared by both branches (literally the same modules);
+* asymmetric objectives: ``L_app`` = detection loss of the A-path on the ground truth;
+  ``L_mot`` = the teacher terms (output KD, optionally feature terms) of the M-path;
+* fusion of the branches (``distill.fusion``, default local attentive fusion) feeding a
+  joint detector trained on the ground truth:
+  ``L = hard_weight·L_app + motion_weight·L_mot + joint_weight·L_joint``. Where they are
+  fused is ``distill.fuse_at``:
+
+  - ``encoder`` (default): the two encoder pyramids, level by level with one fusion module
+    shared by the levels, into a joint neck and heads. Inference runs P_A, P_M, both
+    encoders, the fusion and the joint neck and heads.
+  - ``projection`` (METHODS.md's head-agnostic reading): A and M themselves, into a joint
+    ActionFormer with its own projection and encoder. Inference runs P_A, P_M, the fusion
+    and the joint detector; the branch encoders are training-only.
+
+  On pre-extracted features P_M is two convolutions: most of what the motion branch learns
+  from the teacher sits in its encoder, which ``projection`` throws away at inference. On
+  toy features (`make_toy_features`, 4 classes, two of them weakened to 15% in the
+  student's features, 40 training videos, 12 epochs, one seed) ``projection`` scored below
+  the RGB-only detector (0.56 concat, 0.58 LAF vs 0.64 average mAP) and ``encoder`` above
+  it (0.75, 0.74), hence the default. With a backbone trained end to end, as in the paper,
+  the backbone carries that knowledge and ``projection`` may be the closer reading;
+* ``detach_fusion_inputs`` stops the joint loss from training the branches (P_A, P_M, and
+  with ``fuse_at: encoder`` their encoders), so each keeps what its own objective taught it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from rgbtad.detection.model import DetectorOutput, build_detector_from_config, decay_param_groups
+from rgbtad.distill.fusion import BranchFusion
+from rgbtad.distill.losses import TeacherLoss
+from rgbtad.distill.teachers import FrozenTeacher
+from rgbtad.errors import RgbtadError
+
+__all__ = ["ConventionalKDStudent", "DecomposedStudent", "DistillOutput", "DistillStudent"]
+
+
+@dataclass
+class DistillOutput(DetectorOutput):
+    """A student's training-mode output: the predictions of its inference detector (the
+    `DetectorOutput` fields), plus the branch predictions and the teacher's predictions
+    that its losses need."""
+
+    branches: dict[str, DetectorOutput] = field(default_factory=dict)
+    teacher: DetectorOutput | None = None
+
+
+def _extend(out: DetectorOutput, **extra) -> DistillOutput:
+    fields = {f.name: getattr(out, f.name) for f in dataclasses.fields(DetectorOutput)}
+    return DistillOutput(**fields, **extra)
+
+
+class DistillStudent(nn.Module):
+    """What every student shares: channel split, the (unregistered) teacher, and the
+    delegation of inference to ``self.inference_detector``."""
+
+    def __init__(self, cfg, num_classes: int):
+        super().__init__()
+        self.student_dim = cfg.data.input_dim
+        self.teacher_dim = cfg.distill.teacher_input_dim
+        self.teacher_feat_dim = cfg.distill.teacher_feat_dim or cfg.model.fpn_dim
+        self.max_seq_len = cfg.data.max_seq_len
+        self.hard_weight = cfg.distill.hard_weight
+        self.teacher: FrozenTeacher | None = None  # a plain attribute: see teachers.py
+        self.kd = TeacherLoss(cfg.distill, cfg.model.fpn_dim, self.teacher_feat_dim, num_classes,
+                              cfg.train.center_sample, cfg.train.center_sample_radius)
+
+    @property
+    def inference_detector(self) -> nn.Module:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ interface
+    @property
+    def max_div_factor(self) -> int:
+        return self.inference_detector.max_div_factor
+
+    @property
+    def strides(self) -> list[int]:
+        return self.inference_detector.strides
+
+    def check_length(self, length: int) -> None:
+        self.inference_detector.check_length(length)
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        return decay_param_groups(self, weight_decay)
+
+    @torch.no_grad()
+    def postprocess(self, out: DetectorOutput, metas: list[dict]) -> list[dict]:
+        return self.inference_detector.postprocess(out, metas)
+
+    def attach_teacher(self, teacher: FrozenTeacher) -> None:
+        """Use `teacher` in training; checks that its outputs line up with the student's."""
+        if teacher.input_dim != self.teacher_dim:
+            raise RgbtadError(f"{teacher.run_dir}: the teacher reads {teacher.input_dim}-d features "
+                              f"but distill.teacher_input_dim is {self.teacher_dim}")
+        if list(teacher.strides) != list(self.strides):
+            raise RgbtadError(f"{teacher.run_dir}: the teacher's pyramid strides {teacher.strides} "
+                              f"differ from the student's {self.strides}")
+        if self.kd.uses_features and teacher.feat_dim != self.teacher_feat_dim:
+            raise RgbtadError(f"{teacher.run_dir}: the teacher's features are {teacher.feat_dim}-d "
+                              f"but the student expects {self.teacher_feat_dim} "
+                              f"(set distill.teacher_feat_dim)")
+        try:
+            teacher.check_length(self.max_seq_len)
+        except ValueError as err:
+            raise RgbtadError(f"{teacher.run_dir}: the teacher cannot take data.max_seq_len "
+                              f"{self.max_seq_len} steps ({err})") from None
+        self.teacher = teacher
+
+    # ------------------------------------------------------------------ helpers
+    def _split(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(student, teacher)`` channels in training mode, ``(student, None)`` in eval."""
+        expected = self.student_dim + (self.teacher_dim if self.training else 0)
+        if feats.dim() != 3 or feats.shape[1] != expected:
+            what = "[student | teacher]" if self.training else "student-only"
+            raise ValueError(f"the student expects {what} features with {expected} channels in "
+                             f"{'training' if self.training else 'eval'} mode, got {tuple(feats.shape)}")
+        if not self.training:
+            return feats, None
+        return feats[:, : self.student_dim], feats[:, self.student_dim:]
+
+    def _teach(self, feats: torch.Tensor, masks: torch.Tensor) -> DetectorOutput:
+        if self.teacher is None:
+            raise RuntimeError("a student in training mode needs its teacher: call "
+                               "attach_teacher(load_teacher(...)) first")
+        return self.teacher(feats, masks)
+
+
+class ConventionalKDStudent(DistillStudent):
+    """One ActionFormer on the student's features: ``hard_weight·L_det + teacher terms``."""
+
+    def __init__(self, cfg, num_classes: int):
+        super().__init__(cfg, num_classes)
+        self.detector = build_detector_from_config(cfg, num_classes)
+
+    @property
+    def inference_detector(self) -> nn.Module:
+        return self.detector
+
+    @property
+    def loss_names(self) -> list[str]:
+        return ["cls_loss", "reg_loss", "final_loss", *self.kd.names]
+
+    def forward(self, feats: torch.Tensor, masks: torch.Tensor) -> DetectorOutput:
+        student, teacher = self._split(feats)
+        out = self.detector(student, masks)
+        if not self.training:
+            return out
+        return _extend(out, teacher=self._teach(teacher, masks))
+
+    def losses(self, out: DistillOutput, gt_segments: list[torch.Tensor],
+               gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        det = self.detector.losses(out, gt_segments, gt_labels)
+        terms, teacher_loss = self.kd(out, out.teacher, gt_segments, gt_labels,
+                                      float(self.detector.criterion.normalizer))
+        return {"cls_loss": det["cls_loss"], "reg_loss": det["reg_loss"], **terms,
+                "final_loss": self.hard_weight * det["final_loss"] + teacher_loss}
+
+
+class DecomposedStudent(DistillStudent):
+    """Lee et al.'s dual-branch student (see the module docstring)."""
+
+    def __init__(self, cfg, num_classes: int):
+        super().__init__(cfg, num_classes)
+        d = cfg.distill
+        self.share = d.share
+        self.fuse_at = d.fuse_at
+        self.detach_fusion_inputs = d.detach_fusion_inputs
+        self.motion_weight = d.motion_weight
+        self.joint_weight = d.joint_weight
+        # Appearance branch: P_A is this detector's projection; its encoder and neck are the
+        # A-path body, and its cls/reg heads are the heads both branches share.
+        self.appearance = build_detector_from_config(cfg, num_classes)
+        # Motion branch: P_M (and, with share "cls_reg", an encoder and neck) from an
+        # independently initialised detector whose own heads are not used.
+        donor = build_detector_from_config(cfg, num_classes)
+        self.motion_embed = donor.embed
+        if self.share == "cls_reg":
+            self.motion_encoder = donor.encoder
+            self.motion_neck = donor.neck
+        try:
+            self.fusion = BranchFusion(d.fusion, cfg.model.embd_dim, cfg.model.n_head,
+                                       d.laf_pooling, d.laf_window)
+        except ValueError as err:
+            raise RgbtadError(f"distill config: {err}") from None
+        self.joint = build_detector_from_config(cfg, num_classes, input_dim=cfg.model.embd_dim)
+        if self.fuse_at == "encoder":  # fused pyramids go straight to the joint neck and heads
+            del self.joint.embed, self.joint.encoder
+
+    @property
+    def inference_detector(self) -> nn.Module:
+        return self.joint
+
+    @property
+    def loss_names(self) -> list[str]:
+        return ["cls_loss", "reg_loss", "final_loss", "app_cls_loss", "app_reg_loss", *self.kd.names]
+
+    def _motion_body(self) -> tuple[nn.Module, nn.Module]:
+        if self.share == "cls_reg":
+            return self.motion_encoder, self.motion_neck
+        return self.appearance.encoder, self.appearance.neck
+
+    def _fuse(self, a: torch.Tensor, m: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.detach_fusion_inputs:
+            a, m = a.detach(), m.detach()
+        return self.fusion(a, m, mask)
+
+    def forward(self, feats: torch.Tensor, masks: torch.Tensor) -> DetectorOutput:
+        student, teacher = self._split(feats)
+        self.joint.check_length(student.shape[-1])
+        mask = masks.bool().unsqueeze(1)
+        a, _ = self.appearance.embed(student, mask)
+        m, _ = self.motion_embed(student, mask)
+        if self.fuse_at == "projection":
+            joint = self.joint(self._fuse(a, m, mask), masks)
+            if not self.training:
+                return joint
+        motion_encoder, motion_neck = self._motion_body()
+        a_pyramid, level_masks = self.appearance.encoder(a, mask)
+        m_pyramid, _ = motion_encoder(m, mask)
+        if self.fuse_at == "encoder":
+            fused = [self._fuse(x, y, k) for x, y, k in zip(a_pyramid, m_pyramid, level_masks)]
+            joint = self.joint.predict(fused, level_masks)
+            if not self.training:
+                return joint
+        appearance = self.appearance.predict(a_pyramid, level_masks)
+        fpn_feats, fpn_masks = motion_neck(m_pyramid, level_masks)
+        motion = self.appearance.detect(fpn_feats, fpn_masks, m_pyramid)  # the shared heads
+        return _extend(joint, branches={"appearance": appearance, "motion": motion},
+                       teacher=self._teach(teacher, masks))
+
+    def losses(self, out: DistillOutput, gt_segments: list[torch.Tensor],
+               gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        joint = self.joint.losses(out, gt_segments, gt_labels)
+        app = self.appearance.losses(out.branches["appearance"], gt_segments, gt_labels)
+        terms, teacher_loss = self.kd(out.branches["motion"], out.teacher, gt_segments, gt_labels,
+                                      float(self.appearance.criterion.normalizer))
+        final = (self.hard_weight * app["final_loss"] + self.motion_weight * teacher_loss
+                 + self.joint_weight * joint["final_loss"])
+        return {"cls_loss": joint["cls_loss"], "reg_loss": joint["reg_loss"],
+                "app_cls_loss": app["cls_loss"], "app_reg_loss": app["reg_loss"], **terms,
+                "final_loss": final}

@@ -1,0 +1,529 @@
+"""Train a video backbone as a snippet classifier on trimmed snippets of annotated videos.
+
+Used by the built-in benchmark (`rgbtad.data.synthetic`, `rgbtad demo`): a small backbone
+(e.g. ``tsm_tiny``) is trained from scratch on this CPU, for RGB frames or for a motion
+modality, and its weights are then given to feature extraction
+(`rgbtad.extraction.extract.extract_features(..., weights=...)`).
+
+**Snippets are those of feature extraction.** Videos are decoded with the same reader, frame
+rate and size (`rgbtad.video.decode.VideoReader`); a snippet is ``snippet_frames``
+consecutive frames of the resampled video; the model input is built exactly as extraction
+builds it:
+
+- ``rgb``: frames on [0, 1], normalized with the backbone's ``input_mean`` / ``input_std``;
+- ``flow``: the flows between consecutive frames of the whole video
+  (`rgbtad.video.motion.motion_chunks`, quantized with ``flow_bound``; or read from a folder
+  written by `rgbtad motion` with ``flow_dir``), the ``snippet_frames - 1`` flows of the
+  snippet with the last one repeated (`rgbtad.video.sampling.pad_snippet`), as
+  ``(q / 255 - input_mean) / input_std``;
+- ``tg``: grey-level differences of consecutive frames / 255 / ``input_std``, ``N - 1`` per
+  snippet with the last repeated.
+
+**Labels.** A snippet covering seconds ``[a, b)`` (``a = start / fps``, ``b = (start + N) /
+fps``) is labelled with an instance ``[s, e]`` when its centre lies inside the instance and
+the overlap is at least half of ``min(b - a, e - s)`` (so short instances still get
+snippets); it is *background* (an extra class, index ``num_classes``) when it overlaps no
+instance; other snippets (on a boundary) are not used. Training snippets start at any frame;
+each epoch draws ``per_class`` snippets of every class (instances chosen uniformly, then a
+start within the instance) and ``background_factor * per_class`` background snippets, from a
+seeded generator, so every class weighs the same whatever its number of instances.
+
+**Model and optimization.** The backbone (`rgbtad.backbones.create_backbone`, random
+initialisation) with dropout and a linear head over ``num_classes + 1`` outputs, trained
+with cross-entropy, AdamW and a warm-up + cosine schedule for a fixed number of epochs
+(deterministic per seed on CPU; no time-based stopping). No flipping augmentation: it would
+swap the direction classes of the benchmark.
+
+**Outputs.** ``out_path``: the backbone's own ``state_dict`` (the "native" checkpoint layout,
+loadable with ``create_backbone(name, modality, weights=out_path)``); beside it
+``<stem>.head.pt`` (the linear head) and ``<stem>.json`` (settings, per-epoch history,
+validation accuracy per class and confusion matrix when ``val_subset`` is given, seconds).
+All written atomically, the weights last-but-one and the JSON last: a rerun with the same
+settings finds the JSON and returns at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rgbtad.errors import RgbtadError
+from rgbtad.utils.atomic import atomic_path, write_json
+from rgbtad.video.decode import Size, VideoReader, output_size
+from rgbtad.video.motion import DEFAULT_BOUND, DIS_PRESETS, FLOW_METHODS, motion_chunks
+from rgbtad.video.sampling import pad_snippet
+
+log = logging.getLogger(__name__)
+
+FORMAT = "rgbtad-clip-training-1"
+MODALITIES = ("rgb", "flow", "tg")
+BACKGROUND = "background"
+
+
+@dataclass
+class ClipTrainingResult:
+    """What `train_clip_backbone` produced (or found, when `skipped`)."""
+
+    weights: Path
+    head: Path
+    summary_path: Path
+    class_names: list[str]  # the action classes followed by "background"
+    history: list[dict] = field(default_factory=list)
+    val: dict | None = None
+    seconds: float = 0.0
+    skipped: bool = False
+
+
+# --------------------------------------------------------------------------- labelling
+
+
+def snippet_label(start: int, snippet_frames: int, fps: float, segments: list[tuple[float, float, int]],
+                  background: int) -> int | None:
+    """Label of the snippet of frames ``[start, start + snippet_frames)`` (module doc).
+
+    `segments` are ``(start_s, end_s, label_id)``. Returns a label id, `background`, or None
+    for a snippet on a boundary (not used).
+    """
+    a, b = start / fps, (start + snippet_frames) / fps
+    centre = 0.5 * (a + b)
+    best, best_overlap, touched = None, 0.0, False
+    for s, e, label in segments:
+        overlap = min(b, e) - max(a, s)
+        if overlap > 0:
+            touched = True
+            if s <= centre <= e and overlap >= 0.5 * min(b - a, e - s) and overlap > best_overlap:
+                best, best_overlap = label, overlap
+    if best is not None:
+        return int(best)
+    return None if touched else background
+
+
+# --------------------------------------------------------------------------- data
+
+
+class _VideoStore:
+    """Decoded frames (or flows) of a set of videos, and the model-input builder."""
+
+    def __init__(self, modality: str, snippet_frames: int, mean, std):
+        self.modality = modality
+        self.n = int(snippet_frames)
+        self.arrays: list[np.ndarray] = []   # rgb/tg: frames N x H x W x 3; flow: q (N-1) x H x W x 2
+        self.num_frames: list[int] = []
+        self.mean = np.asarray(mean, np.float32)
+        self.std = np.asarray(std, np.float32)
+
+    def add(self, array: np.ndarray, num_frames: int) -> int:
+        self.arrays.append(array)
+        self.num_frames.append(int(num_frames))
+        return len(self.arrays) - 1
+
+    def snippet(self, video: int, start: int) -> np.ndarray:
+        """One snippet as float32 ``N x H x W x C``, normalized like extraction does."""
+        arr, n = self.arrays[video], self.n
+        if self.modality == "rgb":
+            x = arr[start:start + n].astype(np.float32) * np.float32(1 / 255)
+            return (x - self.mean) / self.std
+        if self.modality == "flow":
+            q = pad_snippet(arr[start:start + n - 1], n)
+            return (q.astype(np.float32) * np.float32(1 / 255) - self.mean) / self.std
+        frames = arr[start:start + n].astype(np.int16)
+        diff = pad_snippet(frames[1:] - frames[:-1], n)
+        return diff.astype(np.float32) * np.float32(1 / 255) / self.std
+
+    def batch(self, items: list[tuple[int, int]], rng: np.random.Generator | None = None):
+        """Snippets as a ``B x C x N x H x W`` tensor; with `rng`, augmented (`augment`)."""
+        import torch
+
+        snippets = [self.snippet(v, s) for v, s in items]
+        if rng is not None:
+            snippets = [self.augment(x, rng) for x in snippets]
+        x = np.stack(snippets)  # B x N x H x W x C
+        return torch.from_numpy(x).permute(0, 4, 1, 2, 3).contiguous()
+
+    def augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Training augmentation that keeps every class: a random translation of the whole
+        snippet (edge padding, up to 1/8 of the frame) and, for rgb / tg, a random gain per
+        colour channel. No flips or rotations: they would change direction classes."""
+        n, h, w, c = x.shape
+        pad = max(1, min(h, w) // 8)
+        dy, dx = (int(v) for v in rng.integers(-pad, pad + 1, size=2))
+        if dy or dx:
+            padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
+            x = padded[:, pad + dy:pad + dy + h, pad + dx:pad + dx + w]
+        if self.modality == "rgb":
+            gain = rng.uniform(0.75, 1.25, size=c).astype(np.float32)
+            bias = rng.uniform(-0.1, 0.1, size=c).astype(np.float32)
+            # on [0, 1] pixels: p' = gain * p + bias, expressed on normalized values
+            x = x * gain + (bias + (gain - 1) * self.mean) / self.std
+        elif self.modality == "tg":
+            x = x * rng.uniform(0.75, 1.25, size=c).astype(np.float32)
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def _stored_flow(flow_dir: Path, stem: str, *, method: str, bound: float, dis_preset: str, fps, size,
+                 width: int, height: int) -> np.ndarray:
+    from rgbtad.extraction.motion_files import motion_paths, read_motion_meta
+
+    array_path, sidecar = motion_paths(flow_dir, stem, method)
+    if not sidecar.is_file() or not array_path.is_file():
+        raise RgbtadError(f"{array_path}: stored flow not found (run `rgbtad motion` with --method {method})")
+    meta = read_motion_meta(sidecar)
+    want = {"method": method, "bound": float(bound), "fps": None if fps is None else float(fps),
+            "size": list(size) if isinstance(size, (tuple, list)) else size}
+    if method == "dis":
+        want["dis_preset"] = dis_preset
+    diff = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
+    if diff:
+        detail = ", ".join(f"{k} {a!r} (need {b!r})" for k, (a, b) in diff.items())
+        raise RgbtadError(f"{sidecar}: stored flow has other settings: {detail}")
+    flow = np.load(array_path)["flow"]
+    if flow.shape[1:3] != (height, width):
+        raise RgbtadError(f"{array_path}: stored flow is {flow.shape[2]}x{flow.shape[1]}, frames are {width}x{height}")
+    return flow
+
+
+def _load_video(path: Path, store: _VideoStore, *, fps, size, flow_method, flow_bound, dis_preset,
+                flow_dir) -> tuple[int, float]:
+    """Decode one video (and its flow) into `store`; returns (index in the store, frame rate)."""
+    reader = VideoReader(path, fps=fps, size=size, chunk_frames=256)
+    with reader:
+        chunks = list(reader)
+        rate = float(reader.fps)
+    frames = np.concatenate(chunks, axis=0)
+    if store.modality == "flow":
+        if flow_dir is not None:
+            array = _stored_flow(Path(flow_dir), path.stem, method=flow_method, bound=flow_bound,
+                                 dis_preset=dis_preset, fps=fps, size=size,
+                                 width=frames.shape[2], height=frames.shape[1])
+            if len(array) != max(len(frames) - 1, 1):
+                raise RgbtadError(f"{flow_dir}: stored flow of {path.stem} has {len(array)} items for "
+                                  f"{len(frames)} frames")
+        else:
+            array = np.concatenate(list(motion_chunks([frames], flow_method, bound=flow_bound,
+                                                      dis_preset=dis_preset)), axis=0)
+    else:
+        array = frames
+    return store.add(array, len(frames)), rate
+
+
+def _video_path(videos_dir: Path, video_id: str) -> Path:
+    for ext in (".mp4", ".avi", ".mkv", ".webm", ".mov"):
+        p = videos_dir / f"{video_id}{ext}"
+        if p.is_file():
+            return p
+    raise RgbtadError(f"{videos_dir}: no video file for {video_id!r} (looked for {video_id}.mp4 and others)")
+
+
+@dataclass
+class _Split:
+    # per class (background last): list of (video, start)
+    by_class: list[list[tuple[int, int]]]
+    # per class: list of instance pools (each a list of (video, start)) for instance-uniform sampling
+    pools: list[list[list[tuple[int, int]]]]
+
+
+def _collect(ann, subset: str, videos_dir: Path, store: _VideoStore, *, fps, size, flow_method, flow_bound,
+             dis_preset, flow_dir, start_step: int, progress: bool, desc: str) -> _Split:
+    from tqdm import tqdm
+
+    videos = list(ann.split(subset))
+    k = len(ann.class_names)
+    by_class: list[list[tuple[int, int]]] = [[] for _ in range(k + 1)]
+    pools: list[list[list[tuple[int, int]]]] = [[] for _ in range(k + 1)]
+    n = store.n
+    for video in tqdm(videos, desc=desc, unit="video", disable=not progress, leave=False):
+        index, rate = _load_video(_video_path(videos_dir, video.video_id), store, fps=fps, size=size,
+                            flow_method=flow_method, flow_bound=flow_bound, dis_preset=dis_preset,
+                            flow_dir=flow_dir)
+        frames = store.num_frames[index]
+        segments = [(s.start, s.end, s.label_id) for s in video.segments]
+        per_instance: dict[int, list[tuple[int, int]]] = {}
+        background: list[tuple[int, int]] = []
+        for start in range(0, max(frames - n, 0) + 1, start_step):
+            label = snippet_label(start, n, rate, segments, k)
+            if label is None:
+                continue
+            if label == k:
+                background.append((index, start))
+            else:
+                # the instance whose centre test matched: the longest overlap with this label
+                a, b = start / rate, (start + n) / rate
+                inst = max((i for i, seg in enumerate(segments) if seg[2] == label),
+                           key=lambda i: min(b, segments[i][1]) - max(a, segments[i][0]))
+                per_instance.setdefault(inst, []).append((index, start))
+        for inst, items in per_instance.items():
+            label = segments[inst][2]
+            by_class[label].extend(items)
+            pools[label].append(items)
+        if background:
+            by_class[k].extend(background)
+            pools[k].append(background)
+    return _Split(by_class, pools)
+
+
+def _draw_epoch(rng: np.random.Generator, split: _Split, per_class: int, background_count: int) -> list[tuple[tuple[int, int], int]]:
+    items: list[tuple[tuple[int, int], int]] = []
+    k = len(split.pools) - 1
+    for label, pools in enumerate(split.pools):
+        if not pools:
+            continue
+        count = background_count if label == k else per_class
+        which = rng.integers(len(pools), size=count)
+        for p in which:
+            pool = pools[int(p)]
+            items.append((pool[int(rng.integers(len(pool)))], label))
+    order = rng.permutation(len(items))
+    return [items[i] for i in order]
+
+
+# --------------------------------------------------------------------------- training
+
+
+def _settings(**kwargs) -> dict:
+    out = {"format": FORMAT}
+    for key, value in kwargs.items():
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[key] = value
+    return out
+
+
+def train_clip_backbone(
+    annotations: str | Path,
+    videos_dir: str | Path,
+    out_path: str | Path,
+    *,
+    backbone: str = "tsm_tiny",
+    modality: str = "rgb",
+    subset: str = "train",
+    val_subset: str | None = None,
+    snippet_frames: int = 8,
+    stride: int = 2,
+    fps: float | None = None,
+    size: Size = None,
+    flow_method: str = "dis",
+    dis_preset: str = "fast",
+    flow_bound: float = DEFAULT_BOUND,
+    flow_dir: str | Path | None = None,
+    epochs: int = 6,
+    per_class: int = 64,
+    background_factor: float = 2.0,
+    batch_size: int = 32,
+    lr: float = 2e-3,
+    weight_decay: float = 1e-4,
+    dropout: float = 0.3,
+    augment: bool = True,
+    seed: int = 0,
+    threads: int | None = None,
+    device: str | None = None,
+    backbone_kwargs: dict | None = None,
+    progress: bool = True,
+) -> ClipTrainingResult:
+    """Train `backbone` for `modality` as a snippet classifier on `subset`; save its weights.
+
+    `annotations`: an annotation file (`rgbtad.data.annotations.load_annotations`); videos are
+    ``<videos_dir>/<video_id>.mp4``. `snippet_frames`, `fps`, `size`, `flow_method`,
+    `dis_preset` and `flow_bound` must be those of the extraction that will use the weights.
+    `stride` is only the spacing of the validation snippets (the extraction grid).
+    `threads` sets torch's CPU threads for the duration of the call. Returns a
+    `ClipTrainingResult`; see the module doc for the files.
+    """
+    import torch
+
+    from rgbtad.backbones import create_backbone
+    from rgbtad.data.annotations import load_annotations
+
+    if modality not in MODALITIES:
+        raise RgbtadError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
+    if modality == "flow" and flow_method not in FLOW_METHODS:
+        raise RgbtadError(f"unknown flow method {flow_method!r}; choose from {', '.join(FLOW_METHODS)}")
+    if dis_preset not in DIS_PRESETS:
+        raise RgbtadError(f"unknown DIS preset {dis_preset!r}; choose from {', '.join(DIS_PRESETS)}")
+    if int(snippet_frames) < (2 if modality != "rgb" else 1):
+        raise RgbtadError(f"invalid snippet_frames {snippet_frames}: motion modalities need at least 2")
+    for name, value in (("epochs", epochs), ("per_class", per_class), ("batch_size", batch_size), ("stride", stride)):
+        if int(value) < 1:
+            raise RgbtadError(f"invalid {name} {value}: must be >= 1")
+    if fps is not None and not float(fps) > 0:
+        raise RgbtadError(f"invalid fps {fps}: must be positive")
+    if size is not None:
+        output_size(1, 1, size)
+    videos_dir = Path(videos_dir)
+    if not videos_dir.is_dir():
+        raise RgbtadError(f"{videos_dir}: video folder not found")
+    if flow_dir is not None and not Path(flow_dir).is_dir():
+        raise RgbtadError(f"{flow_dir}: flow folder not found")
+    out_path = Path(out_path)
+    head_path = out_path.with_name(out_path.stem + ".head.pt")
+    summary_path = out_path.with_suffix(".json")
+
+    ann = load_annotations(annotations)
+    class_names = list(ann.class_names) + [BACKGROUND]
+    settings = _settings(
+        annotations=str(Path(annotations).resolve()), videos_dir=str(videos_dir.resolve()), backbone=backbone,
+        modality=modality, subset=subset, val_subset=val_subset, snippet_frames=int(snippet_frames),
+        stride=int(stride), fps=None if fps is None else float(fps), size=size,
+        flow_method=flow_method if modality == "flow" else None,
+        dis_preset=dis_preset if modality == "flow" and flow_method == "dis" else None,
+        flow_bound=float(flow_bound) if modality == "flow" else None,
+        flow_dir=None if flow_dir is None else str(Path(flow_dir).resolve()),
+        epochs=int(epochs), per_class=int(per_class), background_factor=float(background_factor),
+        batch_size=int(batch_size), lr=float(lr), weight_decay=float(weight_decay), dropout=float(dropout),
+        augment=bool(augment), seed=int(seed), backbone_kwargs=dict(backbone_kwargs or {}))
+
+    if summary_path.is_file() and out_path.is_file() and head_path.is_file():
+        try:
+            old = json.loads(summary_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            old = {}
+        if old.get("settings") == settings:
+            return ClipTrainingResult(out_path, head_path, summary_path, old.get("class_names", class_names),
+                                      old.get("history", []), old.get("val"), float(old.get("seconds", 0.0)),
+                                      skipped=True)
+        log.info("%s: trained with other settings; training again", summary_path)
+
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    began = time.perf_counter()
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            net = create_backbone(backbone, modality, **dict(backbone_kwargs or {}))
+            head = torch.nn.Linear(int(net.feature_dim), len(class_names))
+        dev = torch.device(device) if device not in (None, "", "auto") else \
+            torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        net.to(dev)
+        head.to(dev)
+        common = dict(fps=fps, size=size, flow_method=flow_method, flow_bound=float(flow_bound),
+                      dis_preset=dis_preset, flow_dir=flow_dir)
+        store = _VideoStore(modality, int(snippet_frames), net.input_mean, net.input_std)
+        train_split = _collect(ann, subset, videos_dir, store, start_step=1, progress=progress,
+                               desc=f"load {subset} ({modality})", **common)
+        missing = [class_names[i] for i, items in enumerate(train_split.by_class) if not items]
+        if len(missing) == len(class_names):
+            raise RgbtadError(f"{annotations}: no usable snippets in subset {subset!r}")
+        if missing:
+            log.warning("no training snippets for: %s", ", ".join(missing))
+        rng = np.random.default_rng(np.random.SeedSequence([int(seed), 7]))
+        aug_rng = np.random.default_rng(np.random.SeedSequence([int(seed), 8]))
+        background_count = max(1, int(round(background_factor * per_class)))
+        steps_per_epoch = math.ceil((sum(1 for p in train_split.pools[:-1] if p) * per_class
+                                     + (background_count if train_split.pools[-1] else 0)) / batch_size)
+        total_steps = steps_per_epoch * int(epochs)
+        params = list(net.parameters()) + list(head.parameters())
+        optimizer = torch.optim.AdamW(params, lr=float(lr), weight_decay=float(weight_decay))
+        warmup = max(1, total_steps // 20)
+
+        def lr_at(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / warmup
+            return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total_steps - warmup)))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+        drop = torch.nn.Dropout(float(dropout))
+        history: list[dict] = []
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps, desc=f"train {backbone}/{modality}", unit="step", disable=not progress)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed) + 1)
+            for epoch in range(int(epochs)):
+                net.train()
+                head.train()
+                drop.train()
+                items = _draw_epoch(rng, train_split, int(per_class), background_count)
+                loss_sum, correct, seen = 0.0, 0, 0
+                for i in range(0, len(items), int(batch_size)):
+                    chunk = items[i:i + int(batch_size)]
+                    x = store.batch([it for it, _ in chunk], aug_rng if augment else None).to(dev)
+                    y = torch.tensor([label for _, label in chunk], dtype=torch.long, device=dev)
+                    logits = head(drop(net(x)))
+                    loss = torch.nn.functional.cross_entropy(logits, y)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    scheduler.step()
+                    loss_sum += float(loss.detach()) * len(chunk)
+                    correct += int((logits.argmax(1) == y).sum())
+                    seen += len(chunk)
+                    bar.update(1)
+                    bar.set_postfix(epoch=epoch + 1, loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.2f}")
+                history.append({"epoch": epoch + 1, "loss": round(loss_sum / max(seen, 1), 5),
+                                "train_accuracy": round(correct / max(seen, 1), 5)})
+        bar.close()
+        train_seconds = time.perf_counter() - began
+        net.eval()
+        head.eval()
+        val = None
+        if val_subset is not None:
+            val_store = _VideoStore(modality, int(snippet_frames), net.input_mean, net.input_std)
+            val_split = _collect(ann, val_subset, videos_dir, val_store, start_step=int(stride), progress=progress,
+                                 desc=f"load {val_subset} ({modality})", **common)
+            val = evaluate_snippets(net, head, val_store, val_split, class_names, batch_size=64, device=dev)
+        net.cpu()
+        head.cpu()
+        with atomic_path(head_path, suffix=".tmp.pt") as tmp:
+            torch.save(head.state_dict(), tmp)
+        with atomic_path(out_path, suffix=".tmp.pt") as tmp:
+            torch.save(net.state_dict(), tmp)
+    finally:
+        if threads:
+            torch.set_num_threads(old_threads)
+    seconds = time.perf_counter() - began
+    summary = {"format": FORMAT, "settings": settings, "class_names": class_names,
+               "train_snippets_available": {class_names[i]: len(v) for i, v in enumerate(train_split.by_class)},
+               "history": history, "val": val, "seconds": round(seconds, 2),
+               "train_seconds": round(train_seconds, 2), "weights": out_path.name, "head": head_path.name}
+    write_json(summary_path, summary)
+    return ClipTrainingResult(out_path, head_path, summary_path, class_names, history, val, seconds)
+
+
+def evaluate_snippets(net, head, store: _VideoStore, split: _Split, class_names: list[str], *,
+                      batch_size: int = 64, device=None) -> dict:
+    """Accuracy of ``head(net(snippet))`` on every labelled snippet of `split`: overall,
+    class-balanced, per class, and the confusion matrix (rows: truth, columns: prediction)."""
+    import torch
+
+    items = [(it, label) for label, lst in enumerate(split.by_class) for it in lst]
+    k = len(class_names)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    with torch.inference_mode():
+        for i in range(0, len(items), batch_size):
+            chunk = items[i:i + batch_size]
+            x = store.batch([it for it, _ in chunk])
+            if device is not None:
+                x = x.to(device)
+            pred = head(net(x)).argmax(1).cpu().numpy()
+            for (_, label), p in zip(chunk, pred):
+                confusion[label, int(p)] += 1
+    totals = confusion.sum(1)
+    per_class = {class_names[i]: (round(float(confusion[i, i] / totals[i]), 4) if totals[i] else None)
+                 for i in range(k)}
+    present = [v for v in per_class.values() if v is not None]
+    return {
+        "snippets": int(totals.sum()),
+        "accuracy": round(float(np.trace(confusion) / max(totals.sum(), 1)), 4),
+        "balanced_accuracy": round(float(np.mean(present)), 4) if present else None,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+def load_clip_summary(path: str | Path) -> dict[str, Any]:
+    """The JSON summary written beside trained weights (give the weights or the JSON)."""
+    path = Path(path)
+    path = path if path.suffix == ".json" else path.with_suffix(".json")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise RgbtadError(f"{path}: not a readable clip-training summary ({err})") from None

@@ -1,0 +1,60 @@
+"""`rgbtad bench` on a short real clip with tiny settings: the JSON layout and its bookkeeping
+(no timing is asserted)."""
+
+import json
+
+import numpy as np
+
+from rgbtad.benchmark.speed import PIPELINES, _blocks, make_bench_video
+from rgbtad.cli import main
+from rgbtad.video.decode import probe
+
+TINY = ["--backbone", "tsm_tiny", "--size", "32", "--snippet-frames", "4", "--stride", "4", "--repeats", "1",
+        "--tvl1-pairs", "3", "--detector-width", "16", "--quiet"]
+
+
+def test_bench_writes_the_documented_json(shared_data, tmp_path, capsys):
+    clip = shared_data / "videos" / "mmaction2_part_0.mp4"  # 32 frames, 340x256, 30 fps
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(clip), "--json", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "rgb_only is" in printed and "extrapolated" in printed
+
+    report = json.loads(out.read_text())
+    assert report["video"]["frames"] == 32 and report["video"]["size"] == [340, 256]
+    assert report["video"]["seconds"] == np.float64(32 / 30)
+    assert set(report["pipelines"]) == set(PIPELINES)
+    expected_stages = {
+        "rgb_only": {"decode", "rgb_backbone", "detector"},
+        "two_stream_tvl1": {"decode", "flow", "rgb_backbone", "flow_backbone", "detector"},
+        "two_stream_dis": {"decode", "flow", "rgb_backbone", "flow_backbone", "detector"},
+    }
+    for name, pipe in report["pipelines"].items():
+        assert set(pipe["stages"]) == expected_stages[name]
+        assert pipe["total_s"] == sum(stage["seconds"] for stage in pipe["stages"].values())
+        assert all(stage["seconds"] > 0 for stage in pipe["stages"].values())
+        assert pipe["stages"]["rgb_backbone"]["snippets"] == 8  # (32 - 4) // 4 + 1
+        assert pipe["stages"]["detector"]["snippets"] == 8
+    tvl1 = report["pipelines"]["two_stream_tvl1"]["stages"]["flow"]
+    assert tvl1["extrapolated"] and tvl1["measured_pairs"] == 3 and tvl1["total_pairs"] == 31
+    assert tvl1["seconds"] == tvl1["seconds_per_pair"] * 31
+    dis = report["pipelines"]["two_stream_dis"]["stages"]["flow"]
+    assert not dis["extrapolated"] and dis["measured_pairs"] == 31
+    assert report["pipelines"]["two_stream_dis"]["stages"]["detector"]["input_dim"] == 256  # RGB | flow
+    for name in PIPELINES[1:]:
+        ratio = report["ratios"][f"{name}_vs_rgb_only"]
+        assert ratio == report["pipelines"][name]["total_s"] / report["pipelines"]["rgb_only"]["total_s"]
+
+
+def test_tvl1_subsample_blocks_spread_over_the_video():
+    blocks = _blocks(1800, 24)
+    assert sum(b - a - 1 for a, b in blocks) == 24 and len(blocks) == 4
+    assert blocks[0][0] == 0 and blocks[-1][1] == 1800
+    assert _blocks(10, 0) == [(0, 10)] and _blocks(10, 50) == [(0, 10)]
+
+
+def test_make_bench_video(shared_data, tmp_path):
+    out = make_bench_video(shared_data / "videos" / "mmaction2_part_0.mp4", tmp_path / "loop.mp4",
+                           seconds=2.0, size=64, fps=30)
+    info = probe(out)
+    assert (info.width, info.height, info.num_frames) == (64, 64, 60) and info.fps == 30.0

@@ -1,0 +1,127 @@
+"""ONNX export of a run (detector, and the backbone) and `rgbtad detect --onnx`: ONNX Runtime
+agrees with PyTorch within 1e-4 and gives the same detections."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from rgbtad.cli import main  # noqa: E402
+from rgbtad.config import build_config  # noqa: E402
+from rgbtad.data.batching import pad_batch  # noqa: E402
+from rgbtad.detection.model import build_detector_from_config  # noqa: E402
+from rgbtad.engine.detect import Detector  # noqa: E402
+from rgbtad.engine.export import OrtDetector, export_detector, export_run, onnx_friendly  # noqa: E402
+from rgbtad.engine.run_dir import attach_backbone  # noqa: E402
+from rgbtad.errors import RgbtadError  # noqa: E402
+from rgbtad.extraction.extract import extract_features  # noqa: E402
+
+from test_detect import SIZE, SNIPPET, STRIDE, make_run  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def clip(shared_data):
+    return shared_data / "videos" / "mmaction2_test.avi"
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory, clip):
+    feats = tmp_path_factory.mktemp("features")
+    assert extract_features([clip], feats, backbone="tsm_tiny", snippet_frames=SNIPPET, stride=STRIDE, fps=10,
+                            size=SIZE, batch_size=4, progress=False).ok
+    run = tmp_path_factory.mktemp("run")
+    make_run(run, feats, seed=1)
+    assert attach_backbone(run, feats)
+    return run
+
+
+def _outputs(out):
+    return list(out.cls_logits) + list(out.offsets) + [m.float() for m in out.masks]
+
+
+@pytest.mark.parametrize("rel_pe", [False, True])
+def test_export_friendly_attention_equals_the_model(rel_pe):
+    cfg = build_config({"data": {"input_dim": 12, "max_seq_len": 32},
+                        "model": {"arch": [1, 1, 2], "embd_dim": 16, "fpn_dim": 16, "head_dim": 16, "n_head": 2,
+                                  "n_mha_win_size": 5, "use_rel_pe": rel_pe,
+                                  "regression_range": [[0, 4], [4, 8], [8, 10000]]}})
+    torch.manual_seed(0)
+    model = build_detector_from_config(cfg, 4).eval()
+    feats, masks = pad_batch([torch.randn(12, 50)], max_seq_len=32, max_div_factor=model.max_div_factor,
+                             training=False)
+    with torch.no_grad():
+        expected = _outputs(model(feats, masks))
+        with onnx_friendly(model):
+            got = _outputs(model(feats, masks))
+        again = _outputs(model(feats, masks))  # the patch is undone
+    for a, b, c in zip(expected, got, again):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-5)
+        assert torch.equal(a, c)
+
+
+def test_onnx_round_trip_detector_and_backbone(run_dir, clip, tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(run_dir), str(out), "--with-backbone"]) == 0
+    printed = capsys.readouterr().out
+    assert "model.onnx" in printed and "model.backbone.onnx" in printed
+    assert (tmp_path / "model.backbone.onnx").is_file()
+
+    torch_detector = Detector.from_run(run_dir)
+    onnx_detector = Detector.from_run(run_dir, onnx=out)
+    assert isinstance(onnx_detector.forward, OrtDetector)
+    # backbone graph: same features within 1e-4
+    feats_torch, entry = torch_detector.features(clip)
+    feats_onnx, _ = onnx_detector.features(clip)
+    assert np.abs(feats_onnx - feats_torch).max() <= 1e-4
+    # detector graph on the same features: raw outputs within 1e-4 at several lengths ...
+    model = torch_detector.model
+    for length in (10, feats_torch.shape[0], 3 * feats_torch.shape[0]):
+        x = torch.from_numpy(np.resize(feats_torch, (length, feats_torch.shape[1])).T.copy())
+        f, m = pad_batch([x], max_seq_len=32, max_div_factor=model.max_div_factor, training=False)
+        with torch.no_grad():
+            expected = model(f, m)
+        got = onnx_detector.forward(f, m)
+        for a, b in zip(_outputs(got), _outputs(expected)):
+            assert a.shape == b.shape and float((a - b).abs().max()) <= 1e-4
+        for a, b in zip(got.points, expected.points):
+            assert torch.equal(a, b)
+    # ... and identical detections
+    kwargs = dict(video_id=clip.stem, fps=entry["fps"], duration=entry["duration"])
+    dets_torch = torch_detector.detect_features(feats_torch, **kwargs).to_results()
+    dets_onnx = onnx_detector.detect_features(feats_torch, **kwargs).to_results()
+    assert len(dets_torch) > 0 and len(dets_onnx) == len(dets_torch)
+    for a, b in zip(dets_onnx, dets_torch):
+        assert a["label"] == b["label"]
+        assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+        assert a["segment"] == pytest.approx(b["segment"], abs=1e-4)
+
+    # the command line
+    assert main(["detect", str(run_dir), str(clip), "--onnx", str(out), "--out", str(tmp_path / "d.json"),
+                 "--quiet"]) == 0
+    assert json.loads((tmp_path / "d.json").read_text())["results"][clip.stem]
+
+
+def test_export_without_backbone_and_errors(run_dir, clip, tmp_path):
+    result = export_run(run_dir, tmp_path / "det.onnx")
+    assert result.backbone is None and result.max_abs_diff <= 1e-4
+    detector = Detector.from_run(run_dir, onnx=tmp_path / "det.onnx")
+    assert not hasattr(detector.backbone, "session")  # PyTorch backbone, ONNX detector
+    assert detector.detect(clip).segments
+
+    with pytest.raises(RgbtadError, match="must end in .onnx"):
+        export_run(run_dir, tmp_path / "det.bin")
+    (tmp_path / "junk.onnx").write_bytes(b"not onnx")
+    with pytest.raises(RgbtadError, match="junk.onnx: not a loadable ONNX model"):
+        Detector.from_run(run_dir, onnx=tmp_path / "junk.onnx")
+    # a graph exported from another detector does not fit the run
+    cfg = build_config({"data": {"input_dim": 12, "max_seq_len": 32},
+                        "model": {"arch": [1, 1, 2], "embd_dim": 16, "fpn_dim": 16, "head_dim": 16, "n_head": 2,
+                                  "n_mha_win_size": 5, "regression_range": [[0, 4], [4, 8], [8, 10000]]}})
+    other = build_detector_from_config(cfg, 2).eval()
+    export_detector(other, tmp_path / "other.onnx", input_dim=12, num_classes=2, length=32)
+    with pytest.raises(RgbtadError, match="exported for 12-d features and 2 classes"):
+        Detector.from_run(run_dir, onnx=tmp_path / "other.onnx")
