@@ -125,3 +125,26 @@ def test_export_without_backbone_and_errors(run_dir, clip, tmp_path):
     export_detector(other, tmp_path / "other.onnx", input_dim=12, num_classes=2, length=32)
     with pytest.raises(RgbtadError, match="exported for 12-d features and 2 classes"):
         Detector.from_run(run_dir, onnx=tmp_path / "other.onnx")
+
+
+def test_distilled_student_exports(tmp_path):
+    """A decomposed student (eval mode: RGB features only) exports like a plain detector."""
+    from rgbtad.distill import build_model
+
+    cfg = build_config({"data": {"input_dim": 12, "max_seq_len": 32},
+                        "model": {"arch": [1, 1, 2], "embd_dim": 16, "fpn_dim": 16, "head_dim": 16, "n_head": 2,
+                                  "n_mha_win_size": 5, "regression_range": [[0, 4], [4, 8], [8, 10000]]},
+                        "distill": {"method": "decomposed", "teacher_input_dim": 20, "fusion": "laf"}})
+    torch.manual_seed(0)
+    student = build_model(cfg, 3).eval()
+    diff = export_detector(student, tmp_path / "student.onnx", input_dim=12, num_classes=3, length=32)
+    assert diff <= 1e-4 and not student.training
+    ort_forward = OrtDetector(tmp_path / "student.onnx")
+    feats, masks = pad_batch([torch.randn(12, 70)], max_seq_len=32, max_div_factor=student.max_div_factor,
+                             training=False)
+    with torch.no_grad():
+        expected = student(feats, masks)
+    meta = [{"video_id": "v", "fps": 10.0, "duration": 30.0, "feat_stride": 4, "feat_num_frames": 8}]
+    (a,), (b,) = student.postprocess(ort_forward(feats, masks), meta), student.postprocess(expected, meta)
+    np.testing.assert_array_equal(a["labels"], b["labels"])
+    np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)

@@ -365,8 +365,30 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_export)
 
 
+
+def _cmd_ablate(args: argparse.Namespace) -> None:
+    from rgbtad.benchmark.ablate import format_table, run_ablation
+
+    results = run_ablation(args.grid, args.out, seeds=args.seeds, device=args.device)
+    print(format_table(results))
+    print(f"wrote {args.out}/results.md and {args.out}/results.json")
+
+
+def _add_ablate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("ablate", help="train and evaluate a grid of configs over several seeds; "
+                                      "a Markdown table of mAP, spread and gain")
+    p.add_argument("grid", help="grid YAML: a base config, then cells and/or axes of overrides "
+                                "(format: rgbtad.benchmark.ablate, example: configs/ablate_synthetic.yaml)")
+    p.add_argument("--out", required=True,
+                   help="output folder: cells/<name>/seed<k>/ run dirs (finished ones are reused), "
+                        "results.json, results.md")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="train with seeds 0..N-1 (default: the grid's 'seeds', else 3)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.set_defaults(func=_cmd_ablate)
+
 _SUBCOMMANDS = [_add_demo, _add_toy_features, _add_train, _add_infer, _add_evaluate, _add_import_actionformer, _add_motion, _add_extract, _add_plot,
-                _add_synth, _add_detect, _add_bench, _add_export]
+                _add_synth, _add_detect, _add_bench, _add_export, _add_ablate]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -52,7 +52,9 @@ class DataConfig:
 class ModelConfig:
     """ActionFormer anatomy: projection (embedding) -> backbone -> neck -> heads."""
 
-    backbone: str = "transformer"  # "transformer" (ActionFormer) or "conv"
+    # "transformer" (ActionFormer), "conv" (ResNet-style) or "conv_dw" (conv with every
+    # projection/encoder conv depthwise-separable, C2MS's compressed student; heads stay standard)
+    backbone: str = "transformer"
     num_classes: int = 0  # 0: the number of classes in the annotation file
     scale_factor: int = 2
     arch: tuple[int, int, int] = (2, 2, 5)  # (embedding convs, stem blocks, branch blocks)
@@ -134,7 +136,7 @@ class DistillConfig:
     side, at inference only the student's.
     """
 
-    method: str = "none"  # "none" (plain detector), "conventional" or "decomposed"
+    method: str = "none"  # "none" (plain detector), "conventional", "decomposed" or "c2ms"
     teacher_run: str = ""  # run directory of the frozen teacher (trained or imported)
     teacher_features: str = ""  # folder of the teacher's features; "" = data.features
     teacher_channels: str = "all"  # as data.channels, applied to the teacher's files
@@ -168,6 +170,14 @@ class DistillConfig:
     atom_dim: int = 256
     gcr_mode: str = "channel"  # "channel" (C x C covariance) or "temporal" (T x T affinity)
     abs_norm: str = "softmax"  # "softmax" over time + KL, or "max"-normalised + MSE
+    # C2MS-Net (method "c2ms", distill/c2ms.py). Its teacher terms are kd_cls_weight (sigmoid
+    # KD at `temperature`), kd_reg_weight (offset MSE at every real position, mean over levels)
+    # and the two below; hard_weight scales the ground-truth loss.
+    c2ms_stage: str = "none"  # preset of the weights below: "cross_modal" | "cross_structure" (PRESETS)
+    hallucinate_dim: int = 0  # channels of the flow half that Rgb2Flow hallucinates; 0: no hallucinator
+    input_weight: float = 3.0  # MSE of the hallucinated flow to the true flow (the teacher's extra channels)
+    stem_weight: float = 0.0  # MSE of the student's level-0 encoder output to the teacher's
+    init_from_teacher: bool = False  # start from the teacher's weights wherever names and shapes match
 
 
 @dataclass
@@ -183,13 +193,13 @@ class Config:
 
 
 _CHOICES = {
-    "model.backbone": {"transformer", "conv"},
+    "model.backbone": {"transformer", "conv", "conv_dw"},
     "model.fpn_type": {"identity", "fpn"},
     "train.center_sample": {"radius", "none"},
     "train.optimizer": {"AdamW", "SGD"},
     "train.schedule": {"cosine", "multistep"},
     "test.nms_method": {"soft", "hard", "none"},
-    "distill.method": {"none", "conventional", "decomposed"},
+    "distill.method": {"none", "conventional", "decomposed", "c2ms"},
     "distill.fusion": {"concat", "sum", "self_attn", "cross_attn", "diff_attn", "laf"},
     "distill.fuse_at": {"projection", "encoder"},
     "distill.share": {"cls_reg", "full"},
@@ -197,6 +207,23 @@ _CHOICES = {
     "distill.kd_reg_positions": {"teacher", "gt"},
     "distill.gcr_mode": {"channel", "temporal"},
     "distill.abs_norm": {"softmax", "max"},
+    "distill.c2ms_stage": {"none", "cross_modal", "cross_structure"},
+}
+
+# Named presets: a config mapping or --set override that chooses a value of the key also
+# sets the listed keys of its section, except those it gives itself; later overrides win as
+# usual (so `--set distill.c2ms_stage=cross_modal` over any config file applies the preset,
+# and a saved run config, which lists every key, reads back unchanged).
+# C2MS-Net's effective weights (METHODS.md §3.4): "cross_modal" is their step 1 (teacher ->
+# the same architecture + Rgb2Flow, initialised from the teacher), "cross_structure" their
+# step 2 (transformer -> conv, or conv -> depthwise-separable conv; student from scratch).
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "distill.c2ms_stage": {
+        "cross_modal": {"hard_weight": 0.4, "input_weight": 3.0, "stem_weight": 0.0, "kd_reg_weight": 0.6,
+                        "kd_cls_weight": 0.24, "temperature": 2.0, "init_from_teacher": True},
+        "cross_structure": {"hard_weight": 0.4, "input_weight": 0.0, "stem_weight": 0.6, "kd_reg_weight": 0.6,
+                            "kd_cls_weight": 0.024, "temperature": 2.0, "init_from_teacher": False},
+    },
 }
 
 
@@ -304,9 +331,13 @@ def _validate(cfg: Config) -> None:
         if value <= 0:
             raise RgbtadError(f"config key '{key}' must be positive, got {value}")
     for name in ("hard_weight", "joint_weight", "motion_weight", "kd_cls_weight", "kd_reg_weight",
-                 "feat_weight", "atom_weight", "gcr_weight", "abs_weight", "teacher_feat_dim"):
+                 "feat_weight", "atom_weight", "gcr_weight", "abs_weight", "teacher_feat_dim",
+                 "input_weight", "stem_weight", "hallucinate_dim"):
         if getattr(cfg.distill, name) < 0:
             raise RgbtadError(f"config key 'distill.{name}' must be >= 0, got {getattr(cfg.distill, name)}")
+    if cfg.distill.c2ms_stage != "none" and cfg.distill.method != "c2ms":
+        raise RgbtadError(f"config key 'distill.c2ms_stage' ({cfg.distill.c2ms_stage!r}) needs "
+                          f"distill.method 'c2ms', got {cfg.distill.method!r}")
     if cfg.distill.laf_window < 1 or cfg.distill.laf_window % 2 == 0:
         raise RgbtadError(f"config key 'distill.laf_window' must be a positive odd number, "
                           f"got {cfg.distill.laf_window}")
@@ -349,13 +380,39 @@ def _nest(key: str, value: Any) -> dict:
     return out
 
 
+def _dotted_keys(values: dict, prefix: str = "") -> set[str]:
+    keys = set()
+    for key, value in values.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        keys.add(dotted)
+        if isinstance(value, dict):
+            keys |= _dotted_keys(value, dotted)
+    return keys
+
+
+def _merge_with_presets(cfg: Config, values: dict) -> None:
+    """Merge one source (a mapping or an override); where it chooses a preset (`PRESETS`),
+    the preset fills in the keys that the source does not give."""
+    _merge_section(cfg, values, "")
+    given = _dotted_keys(values)
+    for dotted, presets in PRESETS.items():
+        if dotted not in given:
+            continue
+        section_name, name = dotted.split(".")
+        section = getattr(cfg, section_name)
+        for key, value in presets.get(getattr(section, name), {}).items():
+            if f"{section_name}.{key}" not in given:
+                setattr(section, key, value)
+
+
 def build_config(values: dict | None = None, overrides: list[str] | None = None) -> Config:
-    """Build a validated Config from a mapping plus dotted `key=value` overrides."""
+    """Build a validated Config from a mapping plus dotted `key=value` overrides, applied in
+    order (presets: see `PRESETS`)."""
     cfg = Config()
-    _merge_section(cfg, values or {}, "")
+    _merge_with_presets(cfg, values or {})
     for text in overrides or []:
         key, value = parse_override(text)
-        _merge_section(cfg, _nest(key, value), "")
+        _merge_with_presets(cfg, _nest(key, value))
     _validate(cfg)
     return cfg
 

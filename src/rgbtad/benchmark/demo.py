@@ -56,14 +56,15 @@ class DemoSettings:
     flow_method: str = "dis"
     clip_epochs: int = 6
     clip_per_class: int = 64
+    detector_dim: int = 128
     detector_epochs: int = 25
     detector_warmup: int = 3
     motion_modalities: tuple[str, ...] = ("flow", "tg")
 
     @classmethod
     def quick(cls) -> "DemoSettings":
-        return cls(num_train=16, num_test=8, min_duration=20.0, max_duration=26.0, clip_epochs=3,
-                   clip_per_class=24, detector_epochs=10, detector_warmup=2,
+        return cls(num_train=12, num_test=6, min_duration=20.0, max_duration=24.0, clip_epochs=2,
+                   clip_per_class=16, detector_dim=64, detector_epochs=6, detector_warmup=1,
                    motion_modalities=("flow",))
 
 
@@ -77,12 +78,34 @@ class ModelSpec:
     overrides: tuple[str, ...] = field(default=())
 
 
-def base_models() -> list[ModelSpec]:
-    return [
+def demo_models(settings: DemoSettings) -> list[ModelSpec]:
+    """The demo's detectors, in training order (teachers before their students).
+
+    The students read RGB features only at test time; at training time they see the
+    optical-flow features of the same snippets through the frozen `motion_only` teacher.
+    """
+    teacher = ("distill.teacher_run={out}/runs/motion_only", "distill.teacher_features={out}/features/flow",
+               "distill.teacher_input_dim={dim[flow]}")
+    models = [
         ModelSpec("rgb_only", "rgb", "ActionFormer on RGB features"),
-        ModelSpec("motion_only", "flow", "ActionFormer on optical-flow features"),
+        ModelSpec("motion_only", "flow", "ActionFormer on optical-flow features (the teacher)"),
         ModelSpec("two_stream", "two_stream", "ActionFormer on RGB + flow features"),
+        ModelSpec("conventional_kd", "rgb", "RGB student, feature + logit mimicking of the flow teacher",
+                  ("distill.method=conventional", "distill.feat_weight=1.0", *teacher)),
+        ModelSpec("decomposed", "rgb", "decomposed RGB student, concat fusion (Lee et al.)",
+                  ("distill.method=decomposed", "distill.fusion=concat", *teacher)),
+        ModelSpec("decomposed_laf", "rgb", "decomposed RGB student, local attentive fusion (Lee et al.)",
+                  ("distill.method=decomposed", "distill.fusion=laf", *teacher)),
     ]
+    if "tg" in settings.motion_modalities:
+        tg_teacher = tuple(o.replace("motion_only", "motion_tg").replace("features/flow", "features/tg")
+                           .replace("dim[flow]", "dim[tg]") for o in teacher)
+        models += [
+            ModelSpec("motion_tg", "tg", "ActionFormer on temporal-gradient features (the TG teacher)"),
+            ModelSpec("decomposed_laf_tg", "rgb", "decomposed RGB student, LAF, temporal-gradient teacher",
+                      ("distill.method=decomposed", "distill.fusion=laf", *tg_teacher)),
+        ]
+    return models
 
 
 class StageClock:
@@ -107,8 +130,7 @@ class StageClock:
         return result
 
 
-def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device: str | None = None,
-             extra_models: list[ModelSpec] | None = None) -> dict:
+def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device: str | None = None) -> dict:
     """Run (or finish) the demo in `out_dir`; return the summary."""
     settings = DemoSettings.quick() if quick else DemoSettings()
     out = Path(out_dir)
@@ -126,7 +148,7 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device:
         clock.run(f"features_{modality}", _extract, videos, out, settings, modality, weights[modality], device)
     clock.run("features_two_stream", _concat_features, out, ("rgb", "flow"), "two_stream")
 
-    models = base_models() + list(extra_models or [])
+    models = demo_models(settings)
     results = {}
     for spec in models:
         results[spec.name] = clock.run(f"detector_{spec.name}", _train_and_evaluate, spec, ann_path, out,
@@ -216,14 +238,22 @@ def detector_config(spec: ModelSpec, ann_path: Path, out: Path, settings: DemoSe
     """The detector config of one demo model: configs' synthetic defaults + this model's data."""
     from rgbtad.config import build_config
 
-    feats = out / "features" / spec.features
-    dim = int(np.load(next(iter(sorted(feats.glob("*.npy")))), mmap_mode="r").shape[1])
+    dims = {folder.name: _feature_dim(folder) for folder in (out / "features").iterdir() if folder.is_dir()}
     values = synthetic_detector_defaults()
-    values["data"].update({"annotations": str(ann_path), "features": str(feats), "input_dim": dim,
-                           "feat_stride": settings.stride, "num_frames": settings.snippet_frames})
+    values["data"].update({"annotations": str(ann_path), "features": str(out / "features" / spec.features),
+                           "input_dim": dims[spec.features], "feat_stride": settings.stride,
+                           "num_frames": settings.snippet_frames})
     values["train"].update({"epochs": settings.detector_epochs, "warmup_epochs": settings.detector_warmup,
                             "seed": seed})
-    return build_config(values, list(spec.overrides))
+    values["model"].update({key: settings.detector_dim for key in ("embd_dim", "fpn_dim", "head_dim")})
+    return build_config(values, [o.format(out=out, dim=dims) for o in spec.overrides])
+
+
+def _feature_dim(folder: Path) -> int:
+    first = next(iter(sorted(folder.glob("*.npy"))), None)
+    if first is None:
+        raise RgbtadError(f"{folder}: no feature files")
+    return int(np.load(first, mmap_mode="r").shape[1])
 
 
 def synthetic_detector_defaults() -> dict:

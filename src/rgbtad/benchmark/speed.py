@@ -230,7 +230,7 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
             frames = np.concatenate(chunks, axis=0)
             say(f"[{name}] {method} optical flow" + (f" on {pairs} pairs" if 0 < pairs < frames_total - 1 else ""))
             seconds, runs, (flows, computed, partial) = _timed(lambda: _flow(frames, method, pairs), repeats, short)
-            del frames
+            frames = None
             all_pairs = max(frames_total - 1, 1)
             per_pair = seconds / max(computed, 1)
             stages["flow"] = _stage(per_pair * all_pairs if partial else seconds, runs, method=method,
@@ -250,10 +250,10 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
                                              if stages["flow"]["extrapolated"] else "computed flows")
             length = min(len(rgb_feats), len(flow_feats))
             feats = np.concatenate([rgb_feats[:length], flow_feats[:length]], axis=1)
-            del flows
+            flows = None
         say(f"[{name}] detector")
         stages["detector"] = detect_stage(feats, info)
-        del chunks
+        chunks = None  # free the frames before the next pipeline
         total = sum(stage["seconds"] for stage in stages.values())
         report["pipelines"][name] = {"total_s": total, "stages": stages,
                                      "extrapolated": any(s.get("extrapolated") for s in stages.values())}

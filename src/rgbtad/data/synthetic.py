@@ -12,17 +12,17 @@ from the same appearance distribution per instance, and differ only in how its t
 *appearance* classes, each with its own shape and its own characteristic motion (so that flow
 alone separates them too). The moving textures of the motion pairs sit inside static windows,
 so a single frame carries no information about the class within a pair. Families do differ in
-appearance (window shape, and texture kind: `FAMILY_TEXTURE`), so that an appearance backbone
-trained from scratch in a minute learns to recognise the family and is left with the pair.
-Size, colours (one of 8 palette hues shared by all objects, `PALETTE_HUES`) and texture are
-random per instance.
+appearance (window shape, texture kind: `FAMILY_TEXTURE`, and colour: `FAMILY_HUES`), so that
+an appearance backbone trained from scratch in a minute or two recognises the family and is
+left with the pair. Size, exact colours and texture are random per instance, from the same
+distribution for both classes of a pair.
 
 **Nuisance.** A textured background that drifts slowly; camera jitter (a damped random walk of
 the whole frame, per-video strength, none in some videos); static look-alikes (a textured
 object sitting still, either for a few seconds in the background between actions or for the
-whole video; the plain objects of the appearance classes have none, so that appearance alone
-finds them); wanderers (look-alike objects that translate as a whole, slowly, outside
-actions); the action object itself sits still for up to a second before and after its
+whole video); wanderers (textured look-alikes, or plain squares and crosses of no class, that
+translate as a whole, slowly, outside actions). The plain objects of the appearance classes
+get no look-alikes, so that appearance alone finds them; the action object itself sits still for up to a second before and after its
 action (so presence alone does not give the boundaries); slow global illumination changes;
 Gaussian blur and pixel noise (per-video strength); H.264 compression. Speeds are 0.5 to 3
 pixels per frame at 64 px and 10 fps, which DIS flow follows.
@@ -116,8 +116,8 @@ CLASSES: tuple[ClassSpec, ...] = (
     ClassSpec("wheel_ccw", "wheel", "a textured disc whose texture turns counter-clockwise", "motion", "wheel_cw"),
     ClassSpec("lift_fast", "lift", "a tall textured rectangle whose texture scrolls up or down fast (24-32 px/s at 64 px)", "motion", "lift_slow"),
     ClassSpec("lift_slow", "lift", "a tall textured rectangle whose texture scrolls up or down slowly (8-12 px/s at 64 px)", "motion", "lift_fast"),
-    ClassSpec("tile_shake", "tile", "a textured diamond whose texture shakes back and forth along a random axis", "motion", "tile_drift"),
-    ClassSpec("tile_drift", "tile", "a textured diamond whose texture drifts steadily one way along a random axis", "motion", "tile_shake"),
+    ClassSpec("tile_shake", "tile", "a textured diamond whose texture shakes back and forth along a diagonal", "motion", "tile_drift"),
+    ClassSpec("tile_drift", "tile", "a textured diamond whose texture drifts steadily one way along a diagonal", "motion", "tile_shake"),
     ClassSpec("ball_bounce", "ball", "a plain ball that hops up and down", "appearance"),
     ClassSpec("ring_pulse", "ring", "a plain ring that grows and shrinks periodically", "appearance"),
     ClassSpec("bar_swing", "bar", "a plain bar that swings back and forth about one end, like a pendulum", "appearance"),
@@ -185,20 +185,19 @@ def _scale(size: int) -> float:
     return size / REF_SIZE
 
 
-#: Hues of the shared object palette: every object takes one of them (with a small jitter), so
-#: a colour never identifies a class nor, for long, an instance.
-PALETTE_HUES = (0.0, 0.08, 0.16, 0.33, 0.5, 0.6, 0.72, 0.85)
+#: Hue of each object family. Both classes of a motion pair share their family's colour (so
+#: colour says nothing within a pair); families differ, as actions of different kinds differ
+#: in appearance in real videos. Each instance jitters hue, saturation and brightness.
+FAMILY_HUES = {"belt": 0.0, "ring": 0.08, "wheel": 0.16, "lift": 0.33,
+               "ball": 0.5, "tile": 0.62, "bar": 0.75, "dots": 0.88}
 
 
-def _random_colours(rng: np.random.Generator, palette: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """A light and a dark colour of one hue (RGB in 0..255): a palette hue, or any hue."""
+def _random_colours(rng: np.random.Generator, hue: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A light and a dark colour (RGB in 0..255) of about `hue`, or of a random hue."""
     import colorsys
 
-    if palette:
-        hue = (PALETTE_HUES[int(rng.integers(len(PALETTE_HUES)))] + rng.uniform(-0.02, 0.02)) % 1.0
-    else:
-        hue = rng.random()
-    light = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.45, 0.65), rng.uniform(0.85, 1.0))) * 255
+    hue = rng.random() if hue is None else (hue + rng.uniform(-0.03, 0.03)) % 1.0
+    light = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.45, 0.7), rng.uniform(0.8, 1.0))) * 255
     dark = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.7, 0.9), rng.uniform(0.15, 0.3))) * 255
     return light.astype(np.float32), dark.astype(np.float32)
 
@@ -237,7 +236,7 @@ FAMILY_TEXTURE = {"belt": "vertical", "lift": "horizontal", "wheel": "spokes", "
 def _object_params(rng: np.random.Generator, family: str, s: float, fps: float) -> tuple[dict, float]:
     """Appearance (and the motion-independent geometry) of one object; returns (params, radius)."""
     p: dict[str, Any] = {}
-    light, dark = _random_colours(rng)
+    light, dark = _random_colours(rng, FAMILY_HUES.get(family))
     p["light"], p["dark"] = light.tolist(), dark.tolist()
     p["border"] = (dark * rng.uniform(0.3, 0.6)).tolist()
     if family in TEXTURED_FAMILIES:
@@ -286,9 +285,19 @@ def _object_params(rng: np.random.Generator, family: str, s: float, fps: float) 
         speed = rng.uniform(12, 24) * s / fps  # rim speed, px / frame
         p["omega"] = speed / p["orbit"] * (1 if rng.random() < 0.5 else -1)
         radius = p["orbit"] + p["dot_r"]
+    elif family == "blob":  # a distractor that belongs to no class: a plain square or cross
+        p["half"] = rng.uniform(3.5, 6.0) * s
+        p["cross"] = bool(rng.random() < 0.5)
+        radius = p["half"] * math.sqrt(2)
     else:  # pragma: no cover - internal
         raise ValueError(family)
     return p, radius + 1.0
+
+
+def _diagonal(rng: np.random.Generator) -> float:
+    """One of the four diagonal directions, within 15 degrees (the tiles move diagonally,
+    the belts horizontally and the lifts vertically)."""
+    return math.pi / 4 + math.pi / 2 * int(rng.integers(4)) + math.radians(rng.uniform(-15, 15))
 
 
 def _action_motion(rng: np.random.Generator, name: str, s: float, fps: float) -> dict:
@@ -305,12 +314,12 @@ def _action_motion(rng: np.random.Generator, name: str, s: float, fps: float) ->
         v = rng.uniform(24, 32) * per_frame if name == "lift_fast" else rng.uniform(8, 12) * per_frame
         m["velocity"] = [0.0, v if rng.random() < 0.5 else -v]
     elif name == "tile_shake":
-        angle = rng.uniform(0, math.pi)
+        angle = _diagonal(rng)
         m["axis"] = [math.cos(angle), math.sin(angle)]
         m["amplitude"] = rng.uniform(3.0, 4.5) * s
         m["period"] = rng.uniform(0.5, 0.8) * fps
     elif name == "tile_drift":
-        angle = rng.uniform(0, 2 * math.pi)
+        angle = _diagonal(rng)
         v = rng.uniform(8, 16) * per_frame
         m["velocity"] = [v * math.cos(angle), v * math.sin(angle)]
     # plain families carry their motion in the object parameters
@@ -440,10 +449,11 @@ def plan_video(video_id: str, subset: str, labels: list[int], timeline: tuple[in
             if start_max <= cursor:
                 break
             start = int(rng.integers(cursor, start_max + 1))
-            # still look-alikes of the textured families (their actions differ from them only
-            # by texture motion), wanderers of any family
+            # still look-alikes and wanderers of the textured families (their actions differ
+            # from them only by the motion of the texture), and wandering plain blobs of no
+            # class; the plain objects of the appearance classes get no look-alikes
             mode = "still" if rng.random() < 0.5 else "wander"
-            families = TEXTURED_FAMILIES if mode == "still" else FAMILIES
+            families = TEXTURED_FAMILIES if mode == "still" else TEXTURED_FAMILIES + ("blob",) * 2
             family = families[int(rng.integers(len(families)))]
             params, radius = _object_params(rng, family, s, fps)
             params["state"] = float(rng.uniform(0, 100))
@@ -454,7 +464,7 @@ def plan_video(video_id: str, subset: str, labels: list[int], timeline: tuple[in
             tracks.append(Track(family, mode, start, start + length, center, radius, params))
             cursor = start + length + 1
 
-    light, dark = _random_colours(rng, palette=False)
+    light, dark = _random_colours(rng)
     grey = rng.uniform(0.2, 0.5)
     bg_angle = rng.uniform(0, 2 * math.pi)
     bg_speed = rng.uniform(1.0, 4.0) * s / fps
@@ -595,6 +605,13 @@ class _Renderer:
                 qx, qy = X - px_, Y - py_
                 h = np.clip((qx * ex + qy * ey) / (ex * ex + ey * ey), 0.0, 1.0)
                 d = p["width"] / 2 - np.sqrt((qx - h * ex) ** 2 + (qy - h * ey) ** 2)
+            elif fam == "blob":
+                h_ = p["half"]
+                if p["cross"]:
+                    d = np.maximum(np.minimum(h_ - np.abs(X), h_ / 3 - np.abs(Y)),
+                                   np.minimum(h_ / 3 - np.abs(X), h_ - np.abs(Y)))
+                else:
+                    d = np.minimum(h_ - np.abs(X), h_ - np.abs(Y))
             else:  # dots
                 angle = p["phase0"] + (p["omega"] * tau if track.mode == "action" else 0.0)
                 dx, dy = math.cos(angle) * p["orbit"], math.sin(angle) * p["orbit"]

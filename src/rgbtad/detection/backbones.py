@@ -6,7 +6,9 @@ here the projection is its own module (``ConvEmbedding``), followed by one of tw
 * ``TransformerEncoder`` (release: ``convTransformer``): ``arch[1]`` stem blocks at stride 1,
   then ``arch[2]`` blocks that each halve the length; one pyramid level per stem output and
   per downsampling block.
-* ``ConvEncoder`` (release: ``conv``): the same layout with residual conv blocks.
+* ``ConvEncoder`` (release: ``conv``): the same layout with residual conv blocks; with
+  ``separable`` (backbone ``conv_dw``, C2MS-Net's compressed student) every k3 conv of the
+  blocks, and of the projection before them, is depthwise-separable (`SeparableConv1d`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rgbtad.detection.blocks import (
     ChannelLayerNorm,
     MaskedConv1d,
     ResConvBlock,
+    SeparableConv1d,
     TransformerBlock,
     sinusoid_table,
 )
@@ -35,17 +38,19 @@ def zero_conv_biases(module: nn.Module) -> None:
 
 class ConvEmbedding(nn.Module):
     """``num_layers`` x (masked conv -> channel LayerNorm -> ReLU), then an optional
-    sinusoidal absolute position encoding (scaled by 1/sqrt(dim), added on valid steps)."""
+    sinusoidal absolute position encoding (scaled by 1/sqrt(dim), added on valid steps).
+    ``separable``: depthwise-separable convs."""
 
     def __init__(self, in_dim: int, dim: int, num_layers: int = 2, kernel_size: int = 3,
-                 with_ln: bool = True, max_len: int = 2304, abs_pe: bool = False):
+                 with_ln: bool = True, max_len: int = 2304, abs_pe: bool = False,
+                 separable: bool = False):
         super().__init__()
         self.max_len = max_len
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
+        conv = SeparableConv1d if separable else MaskedConv1d
         for index in range(num_layers):
-            self.convs.append(MaskedConv1d(in_dim if index == 0 else dim, dim, kernel_size,
-                                           bias=not with_ln))
+            self.convs.append(conv(in_dim if index == 0 else dim, dim, kernel_size, bias=not with_ln))
             self.norms.append(ChannelLayerNorm(dim) if with_ln else nn.Identity())
         self.act = nn.ReLU()
         self.abs_pe = abs_pe
@@ -104,12 +109,15 @@ class TransformerEncoder(nn.Module):
 
 
 class ConvEncoder(nn.Module):
-    """Residual conv blocks: stem at stride 1, then one downsampling block per level."""
+    """Residual conv blocks: stem at stride 1, then one downsampling block per level
+    (``separable``: depthwise-separable convs)."""
 
-    def __init__(self, dim: int, num_stem: int, num_levels: int, scale_factor: int = 2):
+    def __init__(self, dim: int, num_stem: int, num_levels: int, scale_factor: int = 2,
+                 separable: bool = False):
         super().__init__()
-        self.stem = nn.ModuleList(ResConvBlock(dim, 3, 1) for _ in range(num_stem))
-        self.levels = nn.ModuleList(ResConvBlock(dim, 3, scale_factor) for _ in range(num_levels))
+        self.stem = nn.ModuleList(ResConvBlock(dim, 3, 1, separable=separable) for _ in range(num_stem))
+        self.levels = nn.ModuleList(ResConvBlock(dim, 3, scale_factor, separable=separable)
+                                    for _ in range(num_levels))
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor):
         for block in self.stem:

@@ -37,6 +37,7 @@ __all__ = [
     "MaskedConv1d",
     "ResConvBlock",
     "Scale",
+    "SeparableConv1d",
     "TransformerBlock",
     "banded_context",
     "banded_scores",
@@ -84,6 +85,23 @@ class MaskedConv1d(nn.Conv1d):
         else:
             out_mask = mask.to(x.dtype)
         return out * out_mask.detach(), out_mask.bool()
+
+
+class SeparableConv1d(nn.Module):
+    """Depthwise-separable `MaskedConv1d` (C2MS's ``conv_dw``): a depthwise conv with the
+    kernel and stride, then a pointwise 1x1 conv to ``out_channels`` (with the bias), no
+    activation in between. Same call and masking as `MaskedConv1d`."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 bias: bool = True):
+        super().__init__()
+        self.depthwise = MaskedConv1d(in_channels, in_channels, kernel_size, stride=stride,
+                                      groups=in_channels, bias=False)
+        self.pointwise = MaskedConv1d(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x, mask = self.depthwise(x, mask)
+        return self.pointwise(x, mask)
 
 
 class ChannelLayerNorm(nn.Module):
@@ -382,14 +400,16 @@ class ResConvBlock(nn.Module):
     """ResNet basic block on masked 1-D convs (release: ConvBlock, expansion 2).
 
     conv k3 (strided) -> ReLU -> conv k3, plus the input (through a strided 1x1 conv when
-    downsampling), then ReLU.
+    downsampling), then ReLU. ``separable``: both k3 convs depthwise-separable.
     """
 
-    def __init__(self, dim: int, kernel_size: int = 3, stride: int = 1, expansion: int = 2):
+    def __init__(self, dim: int, kernel_size: int = 3, stride: int = 1, expansion: int = 2,
+                 separable: bool = False):
         super().__init__()
         width = dim * expansion
-        self.conv1 = MaskedConv1d(dim, width, kernel_size, stride=stride)
-        self.conv2 = MaskedConv1d(width, dim, kernel_size)
+        conv = SeparableConv1d if separable else MaskedConv1d
+        self.conv1 = conv(dim, width, kernel_size, stride=stride)
+        self.conv2 = conv(width, dim, kernel_size)
         self.shortcut = MaskedConv1d(dim, dim, 1, stride=stride) if stride > 1 else None
         self.act = nn.ReLU()
 

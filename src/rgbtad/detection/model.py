@@ -96,12 +96,14 @@ class ActionFormer(nn.Module):
         # Creation order follows the release (backbone, neck, heads) for seeded inits.
         self.embed = ConvEmbedding(input_dim, embd_dim, arch[0], embd_kernel_size, embd_with_ln,
                                    max_len=max_seq_len,
-                                   abs_pe=use_abs_pe and backbone == "transformer")
+                                   abs_pe=use_abs_pe and backbone == "transformer",
+                                   separable=backbone == "conv_dw")
         if backbone == "transformer":
             self.encoder = TransformerEncoder(embd_dim, n_head, arch[1], arch[2], windows,
                                               scale_factor, dropout, droppath, use_rel_pe)
-        elif backbone == "conv":
-            self.encoder = ConvEncoder(embd_dim, arch[1], arch[2], scale_factor)
+        elif backbone in ("conv", "conv_dw"):  # conv_dw: depthwise-separable (C2MS), heads standard
+            self.encoder = ConvEncoder(embd_dim, arch[1], arch[2], scale_factor,
+                                       separable=backbone == "conv_dw")
         else:
             raise ValueError(f"unknown backbone {backbone!r}")
         zero_conv_biases(self.embed)

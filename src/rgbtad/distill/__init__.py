@@ -1,5 +1,6 @@
-"""Cross-modal distillation into RGB-only detectors: frozen teachers, the conventional and
-decomposed (Lee et al. 2023) students, branch fusions and distillation losses.
+"""Cross-modal distillation into RGB-only detectors: frozen teachers, the conventional,
+decomposed (Lee et al. 2023) and C2MS-Net (Yu et al. 2026) students, branch fusions and
+distillation losses.
 
 ``build_model(cfg, num_classes)`` is the entry point the trainer and the run directory
 use: a plain ActionFormer when ``distill.method`` is "none", else the configured student.
@@ -8,6 +9,7 @@ and predicts without any teacher.
 """
 
 from rgbtad.detection import build_detector
+from rgbtad.distill.c2ms import C2MSStudent
 from rgbtad.distill.students import (
     ConventionalKDStudent,
     DecomposedStudent,
@@ -16,7 +18,7 @@ from rgbtad.distill.students import (
 )
 from rgbtad.distill.teachers import FrozenTeacher, load_teacher
 
-STUDENTS = {"conventional": ConventionalKDStudent, "decomposed": DecomposedStudent}
+STUDENTS = {"conventional": ConventionalKDStudent, "decomposed": DecomposedStudent, "c2ms": C2MSStudent}
 
 
 def build_model(cfg, num_classes: int):
@@ -26,5 +28,5 @@ def build_model(cfg, num_classes: int):
     return STUDENTS[cfg.distill.method](cfg, num_classes)
 
 
-__all__ = ["STUDENTS", "ConventionalKDStudent", "DecomposedStudent", "DistillOutput",
+__all__ = ["STUDENTS", "C2MSStudent", "ConventionalKDStudent", "DecomposedStudent", "DistillOutput",
            "DistillStudent", "FrozenTeacher", "build_model", "load_teacher"]

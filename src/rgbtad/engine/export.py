@@ -273,7 +273,7 @@ def export_detector(model: nn.Module, out_path: str | Path, *, input_dim: int, n
              + [f"masks_{i}" for i in range(len(levels))])
     axes = {"feats": {2: "length"}, "masks": {1: "length"}}
     axes.update({name: {1: f"length_{name.rsplit('_', 1)[1]}"} for name in names})
-    graph = _DetectorGraph(model)
+    graph = _DetectorGraph(model).eval()  # the exporter restores the wrapper's mode afterwards
     with atomic_path(out_path, suffix=".tmp.onnx") as tmp, onnx_friendly(model), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.no_grad():

@@ -142,9 +142,10 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
 
     seed_everything(cfg.train.seed)
     model = build_model(cfg, num_classes).to(dist.device)
-    ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     if cfg.distill.method != "none":  # the frozen teacher is not part of the model, its EMA or its run
+        # before the EMA copy: a student may start from its teacher's weights (C2MS)
         model.attach_teacher(load_teacher(cfg, class_names, dist.device))
+    ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
     optimizer = make_optimizer(model, cfg.train)
     scheduler = make_scheduler(optimizer, cfg.train, iters_per_epoch)
     total_epochs = cfg.train.epochs + cfg.train.warmup_epochs
@@ -187,14 +188,15 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
         if logger is not None:
             logger.close()
 
-    summary = {"epochs": total_epochs, "average_mAP": None}
+    summary = {"epochs": total_epochs}
     if dist.is_main:
         final = ema.module if ema is not None else model
+        if metrics is None:  # resumed after the last epoch's checkpoint: nothing was trained
+            _, metrics = evaluate_model(final, cfg, annotations, class_names, dist.device)
         save_run(run_dir, cfg, class_names, final.state_dict(),
                  model.state_dict() if ema is not None else None)
         attach_backbone(run_dir, cfg.data.features)  # what `rgbtad detect` needs, when known
-        if metrics is not None:
-            summary.update(metrics.to_json())
+        summary.update(metrics.to_json())
         write_json(run_dir / "summary.json", summary)
     distributed.teardown(dist)
     return summary

@@ -1,0 +1,68 @@
+"""`rgbtad demo --quick` end to end: every stage, the outputs a user reads, and stage reuse."""
+
+import json
+import time
+
+import pytest
+
+from rgbtad.cli import main as cli_main
+from rgbtad.engine.run_dir import load_run
+
+MODELS = ["rgb_only", "motion_only", "two_stream", "conventional_kd", "decomposed", "decomposed_laf"]
+
+
+@pytest.fixture(scope="module")
+def quick_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    assert cli_main(["demo", "--quick", "--out", str(out), "--device", "cpu"]) == 0
+    return out
+
+
+def test_quick_demo_writes_summary_report_and_plots(quick_demo):
+    summary = json.loads((quick_demo / "summary.json").read_text())
+    assert list(summary["models"]) == MODELS
+    for name, metrics in summary["models"].items():
+        assert metrics["tiou"] == [0.3, 0.4, 0.5, 0.6, 0.7]
+        assert len(metrics["mAP"]) == 5
+        assert 0.0 <= metrics["average_mAP"] <= 1.0
+        assert metrics["average_mAP"] == pytest.approx(sum(metrics["mAP"]) / 5)
+    # the figures are those of the written detections (the quick run is too short for accuracy)
+    from rgbtad.evaluation.detection import evaluate_detection_files
+
+    metrics = evaluate_detection_files(quick_demo / "data" / "annotations.json",
+                                       quick_demo / "predictions" / "two_stream.json", split="test")
+    assert summary["models"]["two_stream"]["average_mAP"] == pytest.approx(metrics.average_mAP, abs=1e-12)
+    report = (quick_demo / "report.md").read_text()
+    for name in MODELS:
+        assert f"| {name} |" in report
+    assert "## Stage timings" in report and "## Per-class AP" in report
+    plots = sorted(p.name for p in (quick_demo / "plots").glob("*.png"))
+    assert "models.png" in plots and "training_curves.png" in plots
+    assert sum(p.startswith("timeline_") for p in plots) == 3
+
+
+def test_demo_run_directories_work_with_infer(quick_demo, tmp_path):
+    for name in MODELS:
+        cfg, classes, model = load_run(quick_demo / "runs" / name)
+        assert len(classes) == 12 and not model.training
+    pred = tmp_path / "pred.json"
+    ann = quick_demo / "data" / "annotations.json"
+    assert cli_main(["infer", str(quick_demo / "runs" / "decomposed_laf"), "--features",
+                     str(quick_demo / "features" / "rgb"), "--ann", str(ann), "--split", "test",
+                     "--out", str(pred)]) == 0
+    # the student run reads RGB features only, and gives the demo's own detections
+    assert json.loads(pred.read_text()) == json.loads(
+        (quick_demo / "predictions" / "decomposed_laf.json").read_text())
+
+
+def test_second_run_reuses_every_stage(quick_demo):
+    start = time.perf_counter()
+    assert cli_main(["demo", "--quick", "--out", str(quick_demo), "--device", "cpu"]) == 0
+    timings = json.loads((quick_demo / "timings.json").read_text())
+    assert all(t.get("reused") for stage, t in timings.items() if stage != "report"), timings
+    assert time.perf_counter() - start < 60
+
+
+def test_demo_refuses_a_folder_with_other_settings(quick_demo, capsys):
+    assert cli_main(["demo", "--quick", "--seed", "5", "--out", str(quick_demo)]) == 2
+    assert "holds a demo made with other settings" in capsys.readouterr().err
