@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from rgbtad.benchmark.speed import PIPELINES, _blocks, make_bench_video
+from rgbtad.benchmark.speed import PIPELINES, make_bench_video, pair_positions, rounds
 from rgbtad.cli import main
 from rgbtad.video.decode import probe
 
@@ -38,6 +38,7 @@ def test_bench_writes_the_documented_json(shared_data, tmp_path, capsys):
     tvl1 = report["pipelines"]["two_stream_tvl1"]["stages"]["flow"]
     assert tvl1["extrapolated"] and tvl1["measured_pairs"] == 3 and tvl1["total_pairs"] == 31
     assert tvl1["seconds"] == tvl1["seconds_per_pair"] * 31
+    assert tvl1["seconds_per_pair"] == tvl1["measured_seconds"] / 3
     dis = report["pipelines"]["two_stream_dis"]["stages"]["flow"]
     assert not dis["extrapolated"] and dis["measured_pairs"] == 31
     assert report["pipelines"]["two_stream_dis"]["stages"]["detector"]["input_dim"] == 256  # RGB | flow
@@ -46,11 +47,14 @@ def test_bench_writes_the_documented_json(shared_data, tmp_path, capsys):
         assert ratio == report["pipelines"][name]["total_s"] / report["pipelines"]["rgb_only"]["total_s"]
 
 
-def test_tvl1_subsample_blocks_spread_over_the_video():
-    blocks = _blocks(1800, 24)
-    assert sum(b - a - 1 for a, b in blocks) == 24 and len(blocks) == 4
-    assert blocks[0][0] == 0 and blocks[-1][1] == 1800
-    assert _blocks(10, 0) == [(0, 10)] and _blocks(10, 50) == [(0, 10)]
+def test_tvl1_pairs_and_rounds_cover_the_video():
+    positions = pair_positions(1800, 24)
+    assert len(positions) == 24 and positions[0] == 0 and positions[-1] == 1798
+    assert pair_positions(10, 0) == list(range(9)) and pair_positions(10, 50) == list(range(9))
+    # rounds of 8 snippets of 8 frames every 4: 449 snippets -> 57 rounds, frames 0..1799
+    chunks = rounds(1800, 8, 4, 8)
+    assert len(chunks) == 57 and chunks[0] == (0, 36) and chunks[-1] == (448 * 4, 448 * 4 + 8)
+    assert rounds(5, 8, 4, 8) == [(0, 5)]  # shorter than a snippet: one padded snippet
 
 
 def test_make_bench_video(shared_data, tmp_path):

@@ -1,8 +1,5 @@
 """Clip (snippet-classifier) training of a backbone on the synthetic benchmark."""
 
-import json
-
-import numpy as np
 import pytest
 import torch
 

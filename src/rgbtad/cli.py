@@ -316,7 +316,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
     settings = BenchSettings(backbone=args.backbone, snippet_frames=args.snippet_frames, stride=args.stride,
                              size=parse_size(args.size), fps=args.fps, batch_size=args.batch_size,
-                             repeats=args.repeats, tvl1_pairs=args.tvl1_pairs, dis_pairs=args.dis_pairs,
+                             repeats=args.repeats, tvl1_pairs=args.tvl1_pairs,
                              device=args.device, bf16=args.bf16, detector_width=args.detector_width)
     report = run_bench(args.video, settings, progress=not args.quiet)
     print(format_report(report))
@@ -335,10 +335,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", default="224", help="P (short side) or WxH (default 224)")
     p.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: native)")
     p.add_argument("--batch-size", type=int, default=8, help="snippets per backbone forward pass (default 8)")
-    p.add_argument("--repeats", type=int, default=3, help="runs of a short stage, median reported (default 3)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="runs of a short stage (under 2 s), median reported (default 3)")
     p.add_argument("--tvl1-pairs", type=int, default=24,
                    help="TV-L1 frame pairs computed, then extrapolated to the video (default 24; 0: all)")
-    p.add_argument("--dis-pairs", type=int, default=0, help="DIS frame pairs computed (default 0: all)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the backbones")
     p.add_argument("--detector-width", type=int, default=512,

@@ -14,19 +14,26 @@ of `rgbtad extract`) and `rgbtad.engine.inference.predict_video` (padding, forwa
 and soft-NMS). Models are randomly initialised: the timing does not depend on the weights
 (the detector's random scores give it at least as many NMS candidates as a trained one).
 
-Each pipeline decodes the video once into memory (so a bench video should be a few minutes
-at most) and then runs its stages one after another. A stage that takes less than
-``short_stage_s`` is repeated ``repeats`` times and its median is reported. TV-L1 is far too
-slow to run on a whole minute on a CPU (about 0.5 s per 224x224 frame pair), so it runs on
-``tvl1_pairs`` frame pairs taken as four contiguous blocks spread over the video, and its
-time is extrapolated per pair to all ``frames - 1`` pairs (``"extrapolated": true`` in the
-JSON); the flow backbone of that pipeline then runs on the measured flows repeated to the
-full length (its cost does not depend on the values). DIS runs on every pair unless
-``dis_pairs`` says otherwise.
+**Interleaving.** On a machine shared with other jobs the speed of a minutes-long stage
+drifts with the load, which would bias whichever pipeline ran during a busy spell. So the
+pipelines are not run one after the other: every pipeline decodes the video (one decode each,
+in turn, repeated when short), then the backbones run in *rounds* of ``batch_size`` snippets
+(``snippets / batch_size`` rounds), each round timing the same snippets for every
+pipeline's backbones in a rotating order, and the TV-L1 frame pairs are spread over the
+rounds as well. A stage's time is the sum over its rounds, so all pipelines see the same
+load. Short stages (decoding, DIS, the detector; under ``short_stage_s``) are repeated
+``repeats`` times, round-robin over the pipelines, and their median is reported.
+
+TV-L1 is far too slow to run on a whole minute on a CPU (about 0.5 s per 224x224 frame pair),
+so it runs on ``tvl1_pairs`` frame pairs spread evenly over the video, and its time is
+extrapolated per pair to all ``frames - 1`` pairs (``"extrapolated": true`` in the JSON).
+The flow backbone of that pipeline runs on the DIS flows (same shape and type; its cost does
+not depend on the values). DIS runs on every pair.
 
 The detector is an ActionFormer with the THUMOS14 defaults of `rgbtad.config` (20 classes),
 its ``max_seq_len`` scaled to the video: the smallest multiple of the detector's
 ``max_div_factor`` that holds the video's snippets (so nothing is padded to 2304 steps).
+The bench holds the decoded frames and flows in memory: use a video of a few minutes at most.
 """
 
 from __future__ import annotations
@@ -63,7 +70,6 @@ class BenchSettings:
     repeats: int = 3  # runs of a short stage (median reported)
     short_stage_s: float = 2.0  # stages faster than this are repeated
     tvl1_pairs: int = 24  # TV-L1 frame pairs actually computed (0: all)
-    dis_pairs: int = 0  # DIS frame pairs actually computed (0: all)
     device: str | None = None
     bf16: bool = False
 
@@ -71,66 +77,63 @@ class BenchSettings:
 # --------------------------------------------------------------------------- timing helpers
 
 
-def _timed(func: Callable[[], object], repeats: int, short_s: float) -> tuple[float, int, object]:
-    """(median seconds, runs, last result): one run, and `repeats` in all when it was short."""
-    start = time.perf_counter()
-    result = func()
-    times = [time.perf_counter() - start]
-    if times[0] < short_s:
-        for _ in range(max(repeats, 1) - 1):
+def _median_runs(funcs: dict[str, Callable[[], object]], repeats: int, short_s: float) -> dict[str, tuple]:
+    """Run each function once, round-robin; if every run was short, `repeats` rounds in all.
+    Returns {name: (median seconds, runs, last result)}."""
+    times: dict[str, list[float]] = {name: [] for name in funcs}
+    results: dict[str, object] = {}
+    for index in range(max(repeats, 1)):
+        for name, func in funcs.items():
             start = time.perf_counter()
-            result = func()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times), len(times), result
+            results[name] = func()
+            times[name].append(time.perf_counter() - start)
+        if index == 0 and max(t[0] for t in times.values()) >= short_s:
+            break
+    return {name: (statistics.median(times[name]), len(times[name]), results[name]) for name in funcs}
 
 
 def _stage(seconds: float, runs: int, **extra) -> dict:
     return {"seconds": float(seconds), "runs": int(runs), **extra}
 
 
-def _decode(video: Path, settings: BenchSettings) -> tuple[list[np.ndarray], dict]:
+def _decode(video: Path, settings: BenchSettings) -> tuple[np.ndarray, dict]:
     from rgbtad.video.decode import VideoReader
 
     reader = VideoReader(video, fps=settings.fps, size=settings.size, chunk_frames=CHUNK_FRAMES)
     info = {"source_size": [reader.source_width, reader.source_height], "size": [reader.width, reader.height],
             "fps": float(reader.fps)}
-    chunks = [chunk.copy() for chunk in reader]
+    frames = np.concatenate([chunk.copy() for chunk in reader], axis=0)
     info["frames"] = int(reader.frames_read)
-    return chunks, info
+    return frames, info
 
 
-def _blocks(num_frames: int, pairs: int, blocks: int = 4) -> list[tuple[int, int]]:
-    """Frame ranges [a, b) of `blocks` contiguous runs spread evenly, `pairs` pairs in all."""
+def _chunked(array: np.ndarray):
+    return (array[i:i + CHUNK_FRAMES] for i in range(0, len(array), CHUNK_FRAMES))
+
+
+def pair_positions(num_frames: int, pairs: int) -> list[int]:
+    """First frame of each of `pairs` frame pairs spread evenly over a video (all pairs when
+    `pairs` is 0 or at least the number of pairs)."""
     total = max(num_frames - 1, 0)
     if pairs <= 0 or pairs >= total:
-        return [(0, num_frames)]
-    blocks = max(1, min(blocks, pairs))
-    per = [pairs // blocks + (1 if i < pairs % blocks else 0) for i in range(blocks)]
-    ranges = []
-    for i, count in enumerate(per):
-        start = int(round(i * (total - count) / max(blocks - 1, 1))) if blocks > 1 else 0
-        ranges.append((start, start + count + 1))
-    return ranges
+        return list(range(total))
+    return [int(round(i * (total - 1) / max(pairs - 1, 1))) for i in range(pairs)]
 
 
-def _flow(frames: np.ndarray, method: str, pairs: int) -> tuple[list[np.ndarray], int, bool]:
-    """Quantised flow of the chosen frame pairs: (chunks, pairs computed, subsampled?)."""
-    from rgbtad.video.motion import motion_chunks
+def rounds(num_items: int, span: int, stride: int, per_round: int) -> list[tuple[int, int]]:
+    """Item ranges [a, b) of consecutive rounds of `per_round` snippets of `span` items every
+    `stride` (the snippet grid of `rgbtad.video.sampling`): round r holds snippets
+    ``r*per_round ...`` and the items they cover. A stream shorter than one snippet is one round."""
+    from rgbtad.video.sampling import num_snippets
 
-    out: list[np.ndarray] = []
-    ranges = _blocks(len(frames), pairs)
-    for a, b in ranges:
-        block = frames[a:b]
-        out.extend(motion_chunks((block[i:i + CHUNK_FRAMES] for i in range(0, len(block), CHUNK_FRAMES)), method))
-    computed = sum(len(c) for c in out)
-    return out, computed, computed < max(len(frames) - 1, 1)
-
-
-def _repeat_to(chunks: list[np.ndarray], length: int) -> list[np.ndarray]:
-    """Items of `chunks` cycled to `length` items, in chunks of CHUNK_FRAMES."""
-    items = np.concatenate(chunks, axis=0)
-    index = np.arange(length) % len(items)
-    return [items[index[i:i + CHUNK_FRAMES]] for i in range(0, length, CHUNK_FRAMES)]
+    count = num_snippets(num_items, span, stride)
+    if num_items < span:
+        return [(0, num_items)] if num_items > 0 else []
+    out = []
+    for first in range(0, count, per_round):
+        last = min(first + per_round, count) - 1
+        out.append((first * stride, last * stride + span))
+    return out
 
 
 # --------------------------------------------------------------------------- models
@@ -175,91 +178,141 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
     from rgbtad.engine.distributed import resolve_device
     from rgbtad.engine.inference import predict_video
     from rgbtad.extraction.extract import snippet_encoder
+    from rgbtad.video.motion import motion_chunks
     from rgbtad.video.sampling import num_snippets
 
     settings = settings or BenchSettings()
     video = Path(video)
     device = resolve_device(settings.device)
     n, stride = int(settings.snippet_frames), int(settings.stride)
-    if n < 2 or stride < 1:
-        raise RgbtadError(f"invalid snippet settings ({n} frames every {stride}): need >= 2 frames, stride >= 1")
-    rgb_net = _backbone(settings.backbone, "rgb")
-    flow_net = _backbone(settings.backbone, "flow")
+    if n < 2 or stride < 1 or settings.batch_size < 1:
+        raise RgbtadError(f"invalid bench settings ({n} frames every {stride}, batch {settings.batch_size}): "
+                          "need >= 2 frames, stride >= 1, batch >= 1")
+    say = (lambda text: print(text, flush=True)) if progress else (lambda text: None)
+    repeats, short = settings.repeats, settings.short_stage_s
+    stages: dict[str, dict[str, dict]] = {name: {} for name in PIPELINES}
+    two_stream = PIPELINES[1:]
 
-    def encoder(net, modality):
+    def encoder(modality):
+        net = _backbone(settings.backbone, modality)
         return snippet_encoder(net, snippet_frames=n, stride=stride, modality=modality, device=str(device),
                                batch_size=settings.batch_size, bf16=settings.bf16)
 
-    rgb_encoder, flow_encoder = encoder(rgb_net, "rgb"), encoder(flow_net, "flow")
-    report: dict = {"pipelines": {}, "video": {}, "settings": {**asdict(settings), "device": str(device)},
-                    "environment": {"torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                                    "torch": torch.__version__, "machine": platform.machine()}}
-    say = (lambda text: print(text, flush=True)) if progress else (lambda text: None)
-    repeats, short = settings.repeats, settings.short_stage_s
-    detectors: dict[int, tuple] = {}
-
-    def detect_stage(feats: np.ndarray, info: dict) -> dict:
-        dim = feats.shape[1]
-        if dim not in detectors:
-            detectors[dim] = bench_detector(dim, len(feats), settings.num_classes, settings.detector_width)
-        cfg, model = detectors[dim]
-        model = model.to(device)
-        meta = {"video_id": video.stem, "fps": info["fps"], "duration": info["frames"] / info["fps"],
-                "feat_stride": stride, "feat_num_frames": n}
-        tensor = torch.from_numpy(np.ascontiguousarray(feats.T))
-        predict_video(model, tensor, meta, ["c"] * settings.num_classes, device, cfg.data.max_seq_len)  # warm-up
-        seconds, runs, dets = _timed(
-            lambda: predict_video(model, tensor, meta, ["c"] * settings.num_classes, device, cfg.data.max_seq_len),
-            repeats, short)
-        return _stage(seconds, runs, snippets=int(len(feats)), max_seq_len=int(cfg.data.max_seq_len),
-                      input_dim=int(dim), detections=len(dets))
-
+    # decoding: one decode per pipeline, round-robin (the frames of the last one are kept)
+    say(f"decoding {video.name} (once per pipeline)")
+    timed = _median_runs({name: lambda: _decode(video, settings) for name in PIPELINES}, repeats, short)
+    frames, info = timed[PIPELINES[-1]][2]
     for name in PIPELINES:
-        say(f"[{name}] decoding {video.name}")
-        stages: dict[str, dict] = {}
-        seconds, runs, (chunks, info) = _timed(lambda: _decode(video, settings), repeats, short)
-        stages["decode"] = _stage(seconds, runs, frames=info["frames"])
-        if not report["video"]:
-            report["video"] = {"path": str(video), "seconds": info["frames"] / info["fps"], "frames": info["frames"],
-                               "fps": info["fps"], "size": info["source_size"], "processed_size": info["size"]}
-        frames_total = info["frames"]
-        expected = num_snippets(frames_total, n, stride)
-        if name != "rgb_only":
-            method = "tvl1" if name.endswith("tvl1") else "dis"
-            pairs = settings.tvl1_pairs if method == "tvl1" else settings.dis_pairs
-            frames = np.concatenate(chunks, axis=0)
-            say(f"[{name}] {method} optical flow" + (f" on {pairs} pairs" if 0 < pairs < frames_total - 1 else ""))
-            seconds, runs, (flows, computed, partial) = _timed(lambda: _flow(frames, method, pairs), repeats, short)
-            frames = None
-            all_pairs = max(frames_total - 1, 1)
-            per_pair = seconds / max(computed, 1)
-            stages["flow"] = _stage(per_pair * all_pairs if partial else seconds, runs, method=method,
-                                    measured_pairs=int(computed), total_pairs=int(all_pairs),
-                                    seconds_per_pair=per_pair, measured_seconds=seconds, extrapolated=bool(partial))
-            if partial:
-                flows = _repeat_to(flows, all_pairs)
-        say(f"[{name}] RGB backbone ({expected} snippets)")
-        seconds, runs, rgb_feats = _timed(lambda: rgb_encoder.encode(iter(chunks), n), repeats, short)
-        stages["rgb_backbone"] = _stage(seconds, runs, snippets=int(len(rgb_feats)))
-        feats = rgb_feats
-        if name != "rgb_only":
-            say(f"[{name}] flow backbone")
-            seconds, runs, flow_feats = _timed(lambda: flow_encoder.encode(iter(flows), n - 1), repeats, short)
-            stages["flow_backbone"] = _stage(seconds, runs, snippets=int(len(flow_feats)),
-                                             input="measured flows repeated to the full length"
-                                             if stages["flow"]["extrapolated"] else "computed flows")
-            length = min(len(rgb_feats), len(flow_feats))
-            feats = np.concatenate([rgb_feats[:length], flow_feats[:length]], axis=1)
-            flows = None
-        say(f"[{name}] detector")
-        stages["detector"] = detect_stage(feats, info)
-        chunks = None  # free the frames before the next pipeline
-        total = sum(stage["seconds"] for stage in stages.values())
-        report["pipelines"][name] = {"total_s": total, "stages": stages,
-                                     "extrapolated": any(s.get("extrapolated") for s in stages.values())}
+        stages[name]["decode"] = _stage(*timed[name][:2], frames=info["frames"])
+    num_frames = info["frames"]
+    total_pairs = max(num_frames - 1, 1)
+    expected = num_snippets(num_frames, n, stride)
+
+    # DIS on every pair (short): also the flow-backbone input of both two-stream pipelines
+    say(f"DIS optical flow ({total_pairs} frame pairs)")
+    timed = _median_runs({"dis": lambda: list(motion_chunks(_chunked(frames), "dis"))}, repeats, short)
+    seconds, runs, dis_chunks = timed["dis"]
+    flows = np.concatenate(dis_chunks, axis=0)
+    dis_chunks = None
+    stages["two_stream_dis"]["flow"] = _stage(seconds, runs, method="dis", measured_pairs=len(flows),
+                                              total_pairs=total_pairs, seconds_per_pair=seconds / len(flows),
+                                              extrapolated=False)
+
+    # backbones (and TV-L1 pairs) in interleaved rounds
+    rgb_encoder, flow_encoder = encoder("rgb"), encoder("flow")
+    frame_rounds = rounds(num_frames, n, stride, settings.batch_size)
+    flow_rounds = rounds(len(flows), n - 1, stride, settings.batch_size)
+    if len(frame_rounds) != len(flow_rounds):  # the sampling rule gives both streams the same T
+        raise RuntimeError(f"{len(frame_rounds)} frame rounds but {len(flow_rounds)} flow rounds")
+    positions = pair_positions(num_frames, settings.tvl1_pairs)
+    schedule = [positions[i::max(len(frame_rounds), 1)] for i in range(len(frame_rounds))]
+    tasks = [("rgb_only", "rgb_backbone"), ("two_stream_tvl1", "rgb_backbone"),
+             ("two_stream_tvl1", "flow_backbone"), ("two_stream_dis", "rgb_backbone"),
+             ("two_stream_dis", "flow_backbone"), ("two_stream_tvl1", "flow")]
+    say(f"backbones: {expected} snippets in {len(frame_rounds)} rounds, with TV-L1 on {len(positions)} "
+        f"of {total_pairs} frame pairs")
+
+    def one_pass(index: int):
+        sums = {task: 0.0 for task in tasks}
+        outputs: dict[tuple, list] = {task: [] for task in tasks}
+        tvl1_pairs = 0
+        for r, ((fa, fb), (ga, gb)) in enumerate(zip(frame_rounds, flow_rounds)):
+            order = tasks[r % len(tasks):] + tasks[:r % len(tasks)]
+            for task in order:
+                start = time.perf_counter()
+                if task[1] == "rgb_backbone":
+                    result = [rgb_encoder.encode(iter([frames[fa:fb]]), n)]
+                elif task[1] == "flow_backbone":
+                    result = [flow_encoder.encode(iter([flows[ga:gb]]), n - 1)]
+                else:
+                    result = [list(motion_chunks(iter([frames[j:j + 2]]), "tvl1")) for j in schedule[r]]
+                    tvl1_pairs += len(schedule[r])
+                sums[task] += time.perf_counter() - start
+                outputs[task].extend(result)
+            if progress and index == 0 and (r + 1) % max(1, len(frame_rounds) // 10) == 0:
+                say(f"  round {r + 1}/{len(frame_rounds)}")
+        return sums, outputs, tvl1_pairs
+
+    passes = [one_pass(0)]
+    while len(passes) < max(repeats, 1) and max(passes[0][0].values()) < short:
+        passes.append(one_pass(len(passes)))
+    outputs, measured = passes[-1][1], passes[-1][2]
+    for task in tasks:
+        seconds = statistics.median(p[0][task] for p in passes)
+        pipeline, stage = task
+        if stage == "flow":
+            per_pair = seconds / max(measured, 1)
+            stages[pipeline][stage] = _stage(per_pair * total_pairs, len(passes), method="tvl1",
+                                             measured_pairs=measured, total_pairs=total_pairs,
+                                             seconds_per_pair=per_pair, measured_seconds=seconds,
+                                             extrapolated=measured < total_pairs)
+        else:
+            stages[pipeline][stage] = _stage(seconds, len(passes), snippets=expected, rounds=len(frame_rounds))
+            if stage == "flow_backbone" and pipeline == "two_stream_tvl1":
+                stages[pipeline][stage]["input"] = "DIS flows (same shape; the cost does not depend on the values)"
+    rgb_feats = np.concatenate(outputs[("rgb_only", "rgb_backbone")], axis=0)
+    flow_feats = np.concatenate(outputs[("two_stream_dis", "flow_backbone")], axis=0)
+    if len(rgb_feats) != expected or len(flow_feats) != expected:
+        raise RuntimeError(f"{len(rgb_feats)} RGB and {len(flow_feats)} flow snippets, expected {expected}")
+    frames = flows = None
+
+    # detectors (short): warm-up, then round-robin repeats
+    say("detectors")
+    inputs = {"rgb_only": rgb_feats, **{name: np.concatenate([rgb_feats, flow_feats], axis=1) for name in two_stream}}
+    meta = {"video_id": video.stem, "fps": info["fps"], "duration": num_frames / info["fps"],
+            "feat_stride": stride, "feat_num_frames": n}
+    labels = ["c"] * settings.num_classes
+    calls, described = {}, {}
+    for name, feats in inputs.items():
+        cfg, model = bench_detector(feats.shape[1], len(feats), settings.num_classes, settings.detector_width)
+        model = model.to(device)
+        tensor = torch.from_numpy(np.ascontiguousarray(feats.T))
+        calls[name] = (lambda m=model, t=tensor, c=cfg: predict_video(m, t, meta, labels, device, c.data.max_seq_len))
+        calls[name]()  # warm-up
+        described[name] = {"snippets": int(len(feats)), "max_seq_len": int(cfg.data.max_seq_len),
+                           "input_dim": int(feats.shape[1])}
+    timed = _median_runs(calls, repeats, short)
+    for name in PIPELINES:
+        seconds, runs, dets = timed[name]
+        stages[name]["detector"] = _stage(seconds, runs, **described[name], detections=len(dets))
+
+    order = ["decode", "flow", "rgb_backbone", "flow_backbone", "detector"]
+    report: dict = {
+        "pipelines": {}, "ratios": {},
+        "video": {"path": str(video), "seconds": num_frames / info["fps"], "frames": num_frames, "fps": info["fps"],
+                  "size": info["source_size"], "processed_size": info["size"]},
+        "settings": {**asdict(settings), "device": str(device)},
+        "environment": {"torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+                        "torch": torch.__version__, "machine": platform.machine()},
+    }
+    for name in PIPELINES:
+        ordered = {key: stages[name][key] for key in order if key in stages[name]}
+        report["pipelines"][name] = {"total_s": sum(stage["seconds"] for stage in ordered.values()),
+                                     "stages": ordered,
+                                     "extrapolated": any(st.get("extrapolated") for st in ordered.values())}
     rgb_total = report["pipelines"]["rgb_only"]["total_s"]
     report["ratios"] = {f"{name}_vs_rgb_only": report["pipelines"][name]["total_s"] / rgb_total
-                        for name in PIPELINES[1:]}
+                        for name in two_stream}
     return report
 
 

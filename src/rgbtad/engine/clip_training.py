@@ -31,8 +31,10 @@ seeded generator, so every class weighs the same whatever its number of instance
 **Model and optimization.** The backbone (`rgbtad.backbones.create_backbone`, random
 initialisation) with dropout and a linear head over ``num_classes + 1`` outputs, trained
 with cross-entropy, AdamW and a warm-up + cosine schedule for a fixed number of epochs
-(deterministic per seed on CPU; no time-based stopping). No flipping augmentation: it would
-swap the direction classes of the benchmark.
+(`DEFAULT_EPOCHS` per modality unless given; deterministic per seed on CPU, no time-based
+stopping). Augmentation: a random translation of the whole snippet and, for rgb / tg, a mild
+random gain per colour channel. No flips or rotations: they would swap the direction classes
+of the benchmark.
 
 **Outputs.** ``out_path``: the backbone's own ``state_dict`` (the "native" checkpoint layout,
 loadable with ``create_backbone(name, modality, weights=out_path)``); beside it
@@ -161,12 +163,12 @@ class _VideoStore:
             padded = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="edge")
             x = padded[:, pad + dy:pad + dy + h, pad + dx:pad + dx + w]
         if self.modality == "rgb":
-            gain = rng.uniform(0.75, 1.25, size=c).astype(np.float32)
-            bias = rng.uniform(-0.1, 0.1, size=c).astype(np.float32)
+            gain = rng.uniform(0.85, 1.15, size=c).astype(np.float32)
+            bias = rng.uniform(-0.05, 0.05, size=c).astype(np.float32)
             # on [0, 1] pixels: p' = gain * p + bias, expressed on normalized values
             x = x * gain + (bias + (gain - 1) * self.mean) / self.std
         elif self.modality == "tg":
-            x = x * rng.uniform(0.75, 1.25, size=c).astype(np.float32)
+            x = x * rng.uniform(0.85, 1.15, size=c).astype(np.float32)
         return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -271,7 +273,8 @@ def _collect(ann, subset: str, videos_dir: Path, store: _VideoStore, *, fps, siz
     return _Split(by_class, pools)
 
 
-def _draw_epoch(rng: np.random.Generator, split: _Split, per_class: int, background_count: int) -> list[tuple[tuple[int, int], int]]:
+def _draw_epoch(rng: np.random.Generator, split: _Split, per_class: int,
+                background_count: int) -> list[tuple[tuple[int, int], int]]:
     items: list[tuple[tuple[int, int], int]] = []
     k = len(split.pools) - 1
     for label, pools in enumerate(split.pools):
