@@ -186,14 +186,20 @@ def test_example_grid_builds_every_cell_over_a_demo_folder(tmp_path):
     save_config(build_config(values), tmp_path / "demo_out" / "runs" / "rgb_only" / "config.yaml")
     grid = load_grid(tmp_path / "configs" / "ablate_synthetic.yaml")
     names = [cell.name for cell in grid.cells]
-    assert names[:3] == ["rgb_only", "conventional_kd", "decomposed"] and "decomposed_laf_tg" in names
+    assert names[:2] == ["rgb_only", "rgb_kd_features_only"] and "decomposed_laf_tg" in names
+    features = tmp_path / "demo_out" / "features"
     fusions = {}
     for cell in grid.cells:
         cfg = cell_config(grid, cell, 0)
-        assert cfg.data.features == str(tmp_path / "demo_out" / "features" / "rgb")
         if cfg.distill.method == "decomposed":
-            fusions[cfg.distill.fusion] = cfg.distill.teacher_run
-    assert set(fusions) == {"concat", "sum", "self_attn", "cross_attn", "diff_attn", "laf"}
-    assert fusions["concat"] == str(tmp_path / "demo_out" / "runs" / "motion_only")
+            fusions.setdefault(cfg.distill.fusion, []).append((cell.name, cfg.data.features, cfg.distill.teacher_run))
+    assert {f for f in fusions} == {"concat", "sum", "self_attn", "cross_attn", "diff_attn", "laf"}
+    # the fusion rows read the flow-distilled RGB backbone's features, with the flow teacher
+    assert fusions["concat"] == [("decomposed", str(features / "rgb_kd"),
+                                  str(tmp_path / "demo_out" / "runs" / "motion_only"))]
+    laf = {name: feats for name, feats, _ in fusions["laf"]}
+    assert laf == {"decomposed_laf_plain_rgb": str(features / "rgb"), "decomposed_laf": str(features / "rgb_kd"),
+                   "decomposed_laf_tg": str(features / "rgb_kd_tg")}
+    assert cell_config(grid, grid.cells[0], 0).data.features == str(features / "rgb")
     c2ms = cell_config(grid, grid.cells[names.index("c2ms_cross_modal")], 0).distill
     assert (c2ms.hard_weight, c2ms.kd_cls_weight, c2ms.init_from_teacher) == (0.4, 0.24, True)

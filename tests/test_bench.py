@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 
-from rgbtad.benchmark.speed import PIPELINES, make_bench_video, pair_positions, rounds
+from rgbtad.benchmark.speed import PIPELINES, flow_pairs_needed, make_bench_video, pair_positions, rounds
 from rgbtad.cli import main
 from rgbtad.video.decode import probe
 
@@ -36,8 +36,11 @@ def test_bench_writes_the_documented_json(shared_data, tmp_path, capsys):
         assert pipe["stages"]["rgb_backbone"]["snippets"] == 8  # (32 - 4) // 4 + 1
         assert pipe["stages"]["detector"]["snippets"] == 8
     tvl1 = report["pipelines"]["two_stream_tvl1"]["stages"]["flow"]
-    assert tvl1["extrapolated"] and tvl1["measured_pairs"] == 3 and tvl1["total_pairs"] == 31
-    assert tvl1["seconds"] == tvl1["seconds_per_pair"] * 31
+    # the flow of the pairs the 8 snippets read: 3 per snippet of 4 frames (stride 4)
+    assert tvl1["extrapolated"] and tvl1["measured_pairs"] == 3 and tvl1["total_pairs"] == 24
+    assert tvl1["seconds"] == tvl1["seconds_per_pair"] * 24
+    dis = report["pipelines"]["two_stream_dis"]["stages"]["flow"]
+    assert dis["measured_pairs"] == 31 and dis["seconds"] == dis["seconds_per_pair"] * 24
     assert tvl1["seconds_per_pair"] == tvl1["measured_seconds"] / 3
     dis = report["pipelines"]["two_stream_dis"]["stages"]["flow"]
     assert not dis["extrapolated"] and dis["measured_pairs"] == 31
@@ -62,3 +65,10 @@ def test_make_bench_video(shared_data, tmp_path):
                            seconds=2.0, size=64, fps=30)
     info = probe(out)
     assert (info.width, info.height, info.num_frames) == (64, 64, 60) and info.fps == 30.0
+
+
+def test_flow_pairs_needed_by_the_snippet_grid():
+    assert flow_pairs_needed(1800, 8, 16) == 113 * 7      # apart: 7 pairs per snippet
+    assert flow_pairs_needed(1801, 8, 4) == 448 * 4 + 7   # overlapping: every covered pair (of 1800)
+    assert flow_pairs_needed(1800, 8, 1) == 1799
+    assert flow_pairs_needed(5, 8, 4) == 4                 # shorter than a snippet: all pairs

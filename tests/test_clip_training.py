@@ -99,3 +99,36 @@ def test_user_errors(tiny, tmp_path):
     with pytest.raises(RgbtadError, match="subset"):
         train_clip_backbone(tiny, tiny.parent / "videos", tmp_path / "x.pt", subset="validation", progress=False)
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_rgb_backbone_distilled_from_a_motion_backbone(tiny, tmp_path):
+    videos = tiny.parent / "videos"
+    common = dict(fps=8.0, size=32, snippet_frames=4, per_class=4, batch_size=16, progress=False)
+    teacher = train_clip_backbone(tiny, videos, tmp_path / "tg.pt", modality="tg", epochs=1, seed=0, **common)
+    plain = train_clip_backbone(tiny, videos, tmp_path / "rgb.pt", modality="rgb", epochs=1, seed=3, **common)
+    decomposed = train_clip_backbone(tiny, videos, tmp_path / "dec.pt", modality="rgb", epochs=1, seed=3,
+                                     teacher=teacher.weights, distill="decomposed", val_subset="test", **common)
+    conventional = train_clip_backbone(tiny, videos, tmp_path / "conv.pt", modality="rgb", epochs=1, seed=3,
+                                       teacher=teacher.weights, distill="conventional", **common)
+    # the teacher's terms change what is learnt (same seed, same snippets)
+    losses = {r.history[0]["loss"] for r in (plain, decomposed, conventional)}
+    assert len(losses) == 3
+    # decomposed: one classifier shared by the two halves of the feature; the extracted
+    # feature (loadable by the backbone factory) keeps its full width
+    net = create_backbone("tsm_tiny", "rgb", weights=decomposed.weights)
+    assert torch.load(decomposed.head)["weight"].shape == (13, net.feature_dim // 2)
+    assert set(decomposed.val["branches"]) == {"appearance", "motion"}
+    assert load_clip_summary(decomposed.weights)["settings"]["teacher"]["distill"] == "decomposed"
+    assert torch.load(conventional.head)["weight"].shape == (13, net.feature_dim)
+
+
+def test_distillation_refuses_a_teacher_of_other_snippets(tiny, tmp_path):
+    videos = tiny.parent / "videos"
+    teacher = train_clip_backbone(tiny, videos, tmp_path / "tg.pt", modality="tg", fps=8.0, size=32,
+                                  snippet_frames=4, epochs=1, per_class=2, progress=False)
+    with pytest.raises(RgbtadError, match="teacher trained on other snippets: snippet_frames 4"):
+        train_clip_backbone(tiny, videos, tmp_path / "x.pt", modality="rgb", fps=8.0, size=32, snippet_frames=6,
+                            epochs=1, per_class=2, teacher=teacher.weights, progress=False)
+    with pytest.raises(RgbtadError, match="distill mode"):
+        train_clip_backbone(tiny, videos, tmp_path / "x.pt", modality="rgb", fps=8.0, size=32, snippet_frames=4,
+                            teacher=teacher.weights, distill="both", progress=False)

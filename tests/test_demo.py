@@ -48,11 +48,19 @@ def test_demo_run_directories_work_with_infer(quick_demo, tmp_path):
     pred = tmp_path / "pred.json"
     ann = quick_demo / "data" / "annotations.json"
     assert cli_main(["infer", str(quick_demo / "runs" / "decomposed_laf"), "--features",
-                     str(quick_demo / "features" / "rgb"), "--ann", str(ann), "--split", "test",
+                     str(quick_demo / "features" / "rgb_kd"), "--ann", str(ann), "--split", "test",
                      "--out", str(pred)]) == 0
-    # the student run reads RGB features only, and gives the demo's own detections
+    # the student run reads RGB features only (from its own distilled RGB backbone, which the
+    # run directory carries for `rgbtad detect`), and gives the demo's own detections
     assert json.loads(pred.read_text()) == json.loads(
         (quick_demo / "predictions" / "decomposed_laf.json").read_text())
+    import torch
+
+    carried = torch.load(quick_demo / "runs" / "decomposed_laf" / "backbone.pt")
+    trained = torch.load(quick_demo / "backbones" / "rgb_kd.pt")
+    assert carried.keys() == trained.keys() and all(torch.equal(carried[k], trained[k]) for k in trained)
+    distilled = json.loads((quick_demo / "backbones" / "rgb_kd.json").read_text())["settings"]["teacher"]
+    assert distilled["distill"] == "decomposed" and distilled["weights"].endswith("flow.pt")
 
 
 def test_second_run_reuses_every_stage(quick_demo):

@@ -84,7 +84,7 @@ def _add_toy_features(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from rgbtad.benchmark.demo import run_demo
 
-    summary = run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device)
+    summary = run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, with_tg=args.with_tg)
     tious = next(iter(summary["models"].values()))["tiou"]
     print(f"{'model':<16}" + "".join(f"{t:>8g}" for t in tious) + f"{'avg':>8}")
     for name, m in summary["models"].items():
@@ -96,6 +96,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on the built-in synthetic benchmark")
     p.add_argument("--out", default="demo_out", help="output folder (a second run reuses finished stages)")
     p.add_argument("--quick", action="store_true", help="a smaller benchmark and shorter trainings (CI)")
+    p.add_argument("--with-tg", action="store_true",
+                   help="also a temporal-gradient teacher and its decomposed student (longer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=_cmd_demo)
@@ -317,7 +319,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     settings = BenchSettings(backbone=args.backbone, snippet_frames=args.snippet_frames, stride=args.stride,
                              size=parse_size(args.size), fps=args.fps, batch_size=args.batch_size,
                              repeats=args.repeats, tvl1_pairs=args.tvl1_pairs,
-                             device=args.device, bf16=args.bf16, detector_width=args.detector_width)
+                             device=args.device, bf16=not args.fp32, detector_width=args.detector_width)
     report = run_bench(args.video, settings, progress=not args.quiet)
     print(format_report(report))
     if args.json:
@@ -331,7 +333,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="write the stage times here")
     p.add_argument("--backbone", default="tsm_r18", help="RGB and flow backbone, random weights (default tsm_r18)")
     p.add_argument("--snippet-frames", type=int, default=8, help="frames per snippet (default 8)")
-    p.add_argument("--stride", type=int, default=4, help="frames between snippets (default 4)")
+    p.add_argument("--stride", type=int, default=16,
+                   help="frames between snippets (default 16: about 0.5 s at 30 fps)")
     p.add_argument("--size", default="224", help="P (short side) or WxH (default 224)")
     p.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: native)")
     p.add_argument("--batch-size", type=int, default=8, help="snippets per backbone forward pass (default 8)")
@@ -340,7 +343,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tvl1-pairs", type=int, default=24,
                    help="TV-L1 frame pairs computed, then extrapolated to the video (default 24; 0: all)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the backbones")
+    p.add_argument("--fp32", action="store_true",
+                   help="backbones in float32 (default: bfloat16 autocast, as `rgbtad extract --bf16`)")
     p.add_argument("--detector-width", type=int, default=512,
                    help="channels of the ActionFormer's embedding, neck and heads (default 512, as THUMOS)")
     p.add_argument("--quiet", action="store_true", help="no stage messages")

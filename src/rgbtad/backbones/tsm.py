@@ -113,10 +113,12 @@ class TSMResNet(VideoBackbone):
     input_conv_keys = ("stem.conv.weight",)
 
     def __init__(self, name: str, modality: str, block: type[_ShiftBlock],
-                 blocks_per_stage: tuple[int, ...], width: int = 64, shift_div: int = 8) -> None:
+                 blocks_per_stage: tuple[int, ...], width: int = 64, shift_div: int = 8,
+                 stem_pool: bool = True) -> None:
         super().__init__(name, modality, (IMAGENET_MEAN, IMAGENET_STD),
                          (MMACTION_FLOW_MEAN, MMACTION_FLOW_STD))
         self.shift_div = shift_div
+        self.stem_pool = stem_pool
         self.stem = ConvBN(nn.Conv2d(self.in_channels, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width))
         channels = width
         stages = []
@@ -136,7 +138,8 @@ class TSMResNet(VideoBackbone):
         b, c, t, h, w = clips.shape
         x = clips.transpose(1, 2).reshape(b * t, c, h, w)
         x = F.relu(self.stem(x), inplace=True)
-        x = F.max_pool2d(x, 3, 2, 1)
+        if self.stem_pool:
+            x = F.max_pool2d(x, 3, 2, 1)
         for stage in self.stages:
             for block in stage:
                 x = block(x, t)
@@ -156,6 +159,11 @@ def tsm_r50(modality: str = "rgb", shift_div: int = 8) -> TSMResNet:
     return TSMResNet("tsm_r50", modality, Bottleneck2d, (3, 4, 6, 3), 64, shift_div)
 
 
-def tsm_tiny(modality: str = "rgb", shift_div: int = 8, width: int = 16) -> TSMResNet:
-    """Reduced TSM ResNet (basic blocks [1,1,1,1], base width 16): 128-d, for tests and CPU."""
-    return TSMResNet("tsm_tiny", modality, BasicBlock2d, (1, 1, 1, 1), width, shift_div)
+def tsm_tiny(modality: str = "rgb", shift_div: int = 8, width: int = 16, stem_pool: bool = False) -> TSMResNet:
+    """Reduced TSM ResNet (basic blocks [1,1,1,1], base width 16): 128-d, for tests and CPU.
+
+    Made for small frames (64 px on the built-in benchmark), it drops the stem's max-pool by
+    default: after a 4x reduction a motion of 1-2 px per frame is a fraction of a feature-map
+    cell, too small for the temporal shifts to see, and RGB could not learn motion at all.
+    """
+    return TSMResNet("tsm_tiny", modality, BasicBlock2d, (1, 1, 1, 1), width, shift_div, stem_pool)

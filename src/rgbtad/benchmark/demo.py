@@ -5,8 +5,9 @@ Stages (each reuses its finished output on a second run, so an interrupted demo 
 1. ``data``: render the benchmark videos and annotations (`rgbtad.data.synthetic`);
 2. ``motion``: optical flow of every video, stored once (`rgbtad.extraction.motion_files`);
 3. ``backbones``: small RGB and motion snippet backbones trained on trimmed train snippets
-   (`rgbtad.engine.clip_training`);
-4. ``features``: snippet features of every video per modality (`rgbtad.extraction.extract`),
+   (`rgbtad.engine.clip_training`), and the distilled students' RGB backbones, trained on
+   the same snippets with the frozen motion backbone as teacher (conventional or decomposed);
+4. ``features``: snippet features of every video per backbone (`rgbtad.extraction.extract`),
    and the two-stream features (RGB and flow side by side);
 5. ``detectors``: one ActionFormer per model (`rgbtad.engine.trainer`), then detections on
    the test split and their mAP;
@@ -16,8 +17,8 @@ Layout of ``OUT``::
 
     data/          videos/*.mp4, annotations.json, benchmark.json
     flow/          <video>.flow.npz (+ .flow.json)
-    backbones/     rgb.pt, flow.pt, tg.pt (+ .json with snippet accuracy per class)
-    features/      rgb/, flow/, tg/, two_stream/  (<video>.npy, T x C)
+    backbones/     rgb.pt, flow.pt, rgb_kd.pt, ... (+ .json with snippet accuracy per class)
+    features/      one folder per backbone, and two_stream/  (<video>.npy, T x C)
     runs/NAME/     a run directory per model (`rgbtad infer` accepts it)
     predictions/   NAME.json (ActivityNet results on the test split)
     plots/         timelines and training curves
@@ -28,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -54,18 +55,39 @@ class DemoSettings:
     snippet_frames: int = 8
     stride: int = 2
     flow_method: str = "dis"
-    clip_epochs: int = 6
+    clip_epochs: int = 6  # motion backbones
+    rgb_clip_epochs: int = 16  # RGB backbones (plain and distilled): appearance learns slower
     clip_per_class: int = 64
     detector_dim: int = 128
-    detector_epochs: int = 25
-    detector_warmup: int = 3
-    motion_modalities: tuple[str, ...] = ("flow", "tg")
+    detector_epochs: int = 16
+    detector_warmup: int = 2
+    motion_modalities: tuple[str, ...] = ("flow",)
 
     @classmethod
     def quick(cls) -> "DemoSettings":
         return cls(num_train=12, num_test=6, min_duration=20.0, max_duration=24.0, clip_epochs=2,
-                   clip_per_class=16, detector_dim=64, detector_epochs=6, detector_warmup=1,
-                   motion_modalities=("flow",))
+                   rgb_clip_epochs=2, clip_per_class=16, detector_dim=64, detector_epochs=6, detector_warmup=1)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """One snippet backbone of the demo; its features go to ``features/<name>``."""
+
+    name: str
+    modality: str
+    teacher: str | None = None  # name of the frozen backbone it is distilled from
+    distill: str = "decomposed"
+
+
+def demo_backbones(settings: DemoSettings) -> list[BackboneSpec]:
+    """Teachers before students. Each distilled student has its own RGB backbone: the
+    backbone half of Lee et al.'s end-to-end student (`rgbtad.engine.clip_training`)."""
+    specs = [BackboneSpec("rgb", "rgb"), *(BackboneSpec(m, m) for m in settings.motion_modalities),
+             BackboneSpec("rgb_kd_conventional", "rgb", "flow", "conventional"),
+             BackboneSpec("rgb_kd", "rgb", "flow", "decomposed")]
+    if "tg" in settings.motion_modalities:
+        specs.append(BackboneSpec("rgb_kd_tg", "rgb", "tg", "decomposed"))
+    return specs
 
 
 @dataclass(frozen=True)
@@ -81,8 +103,9 @@ class ModelSpec:
 def demo_models(settings: DemoSettings) -> list[ModelSpec]:
     """The demo's detectors, in training order (teachers before their students).
 
-    The students read RGB features only at test time; at training time they see the
-    optical-flow features of the same snippets through the frozen `motion_only` teacher.
+    The students read RGB features only at test time, from RGB backbones distilled from the
+    motion backbone (`demo_backbones`); at training time they also see the optical-flow
+    features of the same snippets through the frozen `motion_only` teacher.
     """
     teacher = ("distill.teacher_run={out}/runs/motion_only", "distill.teacher_features={out}/features/flow",
                "distill.teacher_input_dim={dim[flow]}")
@@ -90,11 +113,12 @@ def demo_models(settings: DemoSettings) -> list[ModelSpec]:
         ModelSpec("rgb_only", "rgb", "ActionFormer on RGB features"),
         ModelSpec("motion_only", "flow", "ActionFormer on optical-flow features (the teacher)"),
         ModelSpec("two_stream", "two_stream", "ActionFormer on RGB + flow features"),
-        ModelSpec("conventional_kd", "rgb", "RGB student, feature + logit mimicking of the flow teacher",
+        ModelSpec("conventional_kd", "rgb_kd_conventional",
+                  "RGB student, feature + logit mimicking of the flow teacher (backbone and detector)",
                   ("distill.method=conventional", "distill.feat_weight=1.0", *teacher)),
-        ModelSpec("decomposed", "rgb", "decomposed RGB student, concat fusion (Lee et al.)",
+        ModelSpec("decomposed", "rgb_kd", "decomposed RGB student, concat fusion (Lee et al.)",
                   ("distill.method=decomposed", "distill.fusion=concat", *teacher)),
-        ModelSpec("decomposed_laf", "rgb", "decomposed RGB student, local attentive fusion (Lee et al.)",
+        ModelSpec("decomposed_laf", "rgb_kd", "decomposed RGB student, local attentive fusion (Lee et al.)",
                   ("distill.method=decomposed", "distill.fusion=laf", *teacher)),
     ]
     if "tg" in settings.motion_modalities:
@@ -102,7 +126,7 @@ def demo_models(settings: DemoSettings) -> list[ModelSpec]:
                            .replace("dim[flow]", "dim[tg]") for o in teacher)
         models += [
             ModelSpec("motion_tg", "tg", "ActionFormer on temporal-gradient features (the TG teacher)"),
-            ModelSpec("decomposed_laf_tg", "rgb", "decomposed RGB student, LAF, temporal-gradient teacher",
+            ModelSpec("decomposed_laf_tg", "rgb_kd_tg", "decomposed RGB student, LAF, temporal-gradient teacher",
                       ("distill.method=decomposed", "distill.fusion=laf", *tg_teacher)),
         ]
     return models
@@ -130,9 +154,13 @@ class StageClock:
         return result
 
 
-def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device: str | None = None) -> dict:
-    """Run (or finish) the demo in `out_dir`; return the summary."""
+def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device: str | None = None,
+             with_tg: bool = False) -> dict:
+    """Run (or finish) the demo in `out_dir`; return the summary. `with_tg` adds the
+    temporal-gradient teacher and its student."""
     settings = DemoSettings.quick() if quick else DemoSettings()
+    if with_tg:
+        settings = replace(settings, motion_modalities=settings.motion_modalities + ("tg",))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, settings, seed)
@@ -141,11 +169,11 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device:
     ann_path = clock.run("data", _generate, out, settings, seed)
     videos = sorted((out / "data" / "videos").glob("*.mp4"))
     clock.run("motion", _motion, videos, out, settings)
-    modalities = ("rgb",) + settings.motion_modalities
-    weights = {m: clock.run(f"backbone_{m}", _train_backbone, ann_path, out, settings, m, seed, device)
-               for m in modalities}
-    for modality in modalities:
-        clock.run(f"features_{modality}", _extract, videos, out, settings, modality, weights[modality], device)
+    backbones = demo_backbones(settings)
+    for spec in backbones:
+        clock.run(f"backbone_{spec.name}", _train_backbone, ann_path, out, settings, spec, seed, device)
+    for spec in backbones:
+        clock.run(f"features_{spec.name}", _extract, videos, out, settings, spec, device)
     clock.run("features_two_stream", _concat_features, out, ("rgb", "flow"), "two_stream")
 
     models = demo_models(settings)
@@ -194,32 +222,34 @@ def _motion(videos: list[Path], out: Path, settings: DemoSettings) -> None:
         raise RgbtadError(f"optical flow failed for some videos:\n{report.summary()}")
 
 
-def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, modality: str, seed: int,
+def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, spec: BackboneSpec, seed: int,
                     device: str | None) -> Path:
     from rgbtad.engine.clip_training import train_clip_backbone
 
+    teacher = None if spec.teacher is None else out / "backbones" / f"{spec.teacher}.pt"
     result = train_clip_backbone(
-        ann_path, out / "data" / "videos", out / "backbones" / f"{modality}.pt",
-        backbone=BACKBONE, modality=modality, subset="train", val_subset="test",
+        ann_path, out / "data" / "videos", out / "backbones" / f"{spec.name}.pt",
+        backbone=BACKBONE, modality=spec.modality, subset="train", val_subset="test",
         snippet_frames=settings.snippet_frames, stride=settings.stride, fps=settings.fps,
         size=settings.size, flow_method=settings.flow_method, flow_dir=out / "flow",
-        epochs=settings.clip_epochs, per_class=settings.clip_per_class, seed=seed, device=device,
+        epochs=settings.rgb_clip_epochs if spec.modality == "rgb" else settings.clip_epochs,
+        per_class=settings.clip_per_class, seed=seed, device=device, teacher=teacher, distill=spec.distill,
     )
     return result.weights
 
 
-def _extract(videos: list[Path], out: Path, settings: DemoSettings, modality: str, weights: Path,
+def _extract(videos: list[Path], out: Path, settings: DemoSettings, spec: BackboneSpec,
              device: str | None) -> None:
     from rgbtad.extraction.extract import extract_features
 
     report = extract_features(
-        videos, out / "features" / modality, backbone=BACKBONE, weights=str(weights), modality=modality,
-        flow_method=settings.flow_method, snippet_frames=settings.snippet_frames, stride=settings.stride,
-        fps=settings.fps, size=settings.size, device=device, batch_size=32,
-        flow_dir=out / "flow" if modality == "flow" else None,
+        videos, out / "features" / spec.name, backbone=BACKBONE, weights=str(out / "backbones" / f"{spec.name}.pt"),
+        modality=spec.modality, flow_method=settings.flow_method, snippet_frames=settings.snippet_frames,
+        stride=settings.stride, fps=settings.fps, size=settings.size, device=device, batch_size=32,
+        flow_dir=out / "flow" if spec.modality == "flow" else None,
     )
     if not report.ok:
-        raise RgbtadError(f"feature extraction ({modality}) failed for some videos:\n{report.summary()}")
+        raise RgbtadError(f"feature extraction ({spec.name}) failed for some videos:\n{report.summary()}")
 
 
 def _concat_features(out: Path, parts: tuple[str, ...], name: str) -> None:

@@ -36,6 +36,27 @@ stopping). Augmentation: a random translation of the whole snippet and, for rgb 
 random gain per colour channel. No flips or rotations: they would swap the direction classes
 of the benchmark.
 
+**Cross-modal distillation of the backbone** (``teacher=``). The RGB backbone can learn
+from a frozen motion backbone trained by this function (optical flow or temporal gradient):
+every training snippet also goes, un-augmented, through the teacher, and
+
+- ``distill="decomposed"`` (Lee et al., CVPR 2023, applied at the snippet level): the pooled
+  feature is split channel-wise into an appearance half and a motion half; one classifier is
+  shared by both halves; the appearance half learns the labels (cross-entropy), the motion
+  half learns to reproduce the teacher's class distribution through the shared classifier
+  (KL at temperature ``temperature``, times its square). Sharing the classifier makes the
+  two halves hold different information instead of collapsing onto the labels.
+- ``distill="conventional"`` (the direct, entangled baseline): the whole feature learns the
+  labels and mimics the teacher's feature (MSE, same width needed) and class distribution.
+
+The KD terms weigh ``distill_weight``. This is the backbone half of the *end-to-end* reading
+of Lee et al. (METHODS.md 1.2), done in two stages because a CPU cannot train a backbone
+through a detector: here the snippet features learn motion from the teacher, then the
+detector-level student (`rgbtad.distill`) distils the motion detector on those features.
+With frozen features from a backbone that never saw the teacher, a detector-level student
+can only re-weigh what the RGB features already hold, and on the built-in benchmark (classes
+told apart by motion only) they hold little of it.
+
 **Outputs.** ``out_path``: the backbone's own ``state_dict`` (the "native" checkpoint layout,
 loadable with ``create_backbone(name, modality, weights=out_path)``); beside it
 ``<stem>.head.pt`` (the linear head) and ``<stem>.json`` (settings, per-epoch history,
@@ -332,6 +353,10 @@ def train_clip_backbone(
     threads: int | None = None,
     device: str | None = None,
     backbone_kwargs: dict | None = None,
+    teacher: str | Path | None = None,
+    distill: str = "decomposed",
+    distill_weight: float = 1.0,
+    temperature: float = 2.0,
     progress: bool = True,
 ) -> ClipTrainingResult:
     """Train `backbone` for `modality` as a snippet classifier on `subset`; save its weights.
@@ -340,7 +365,9 @@ def train_clip_backbone(
     ``<videos_dir>/<video_id>.mp4``. `snippet_frames`, `fps`, `size`, `flow_method`,
     `dis_preset` and `flow_bound` must be those of the extraction that will use the weights.
     `stride` is only the spacing of the validation snippets (the extraction grid).
-    `threads` sets torch's CPU threads for the duration of the call. Returns a
+    `threads` sets torch's CPU threads for the duration of the call. `teacher`: weights of a
+    backbone trained by this function on the same snippets (its JSON beside it), frozen and
+    distilled into this one as `distill` says (module doc). Returns a
     `ClipTrainingResult`; see the module doc for the files.
     """
     import torch
@@ -363,6 +390,8 @@ def train_clip_backbone(
             raise RgbtadError(f"invalid {name} {value}: must be >= 1")
     if fps is not None and not float(fps) > 0:
         raise RgbtadError(f"invalid fps {fps}: must be positive")
+    if distill not in DISTILL_MODES:
+        raise RgbtadError(f"unknown distill mode {distill!r}; choose from {', '.join(DISTILL_MODES)}")
     if size is not None:
         output_size(1, 1, size)
     videos_dir = Path(videos_dir)
@@ -387,6 +416,9 @@ def train_clip_backbone(
         epochs=int(epochs), per_class=int(per_class), background_factor=float(background_factor),
         batch_size=int(batch_size), lr=float(lr), weight_decay=float(weight_decay), dropout=float(dropout),
         augment=bool(augment), seed=int(seed), backbone_kwargs=dict(backbone_kwargs or {}))
+    if teacher is not None:
+        settings["teacher"] = {"weights": str(Path(teacher).resolve()), "distill": distill,
+                               "distill_weight": float(distill_weight), "temperature": float(temperature)}
 
     if summary_path.is_file() and out_path.is_file() and head_path.is_file():
         try:
@@ -407,16 +439,29 @@ def train_clip_backbone(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             net = create_backbone(backbone, modality, **dict(backbone_kwargs or {}))
-            head = torch.nn.Linear(int(net.feature_dim), len(class_names))
+            decomposed = teacher is not None and distill == "decomposed"
+            if decomposed and net.feature_dim % 2:
+                raise RgbtadError(f"{backbone}: decomposed distillation splits the feature in halves; "
+                                  f"its width {net.feature_dim} is odd")
+            head = torch.nn.Linear(int(net.feature_dim) // (2 if decomposed else 1), len(class_names))
         dev = torch.device(device) if device not in (None, "", "auto") else \
             torch.device("cuda" if torch.cuda.is_available() else "cpu")
         net.to(dev)
         head.to(dev)
+        frozen = None
+        if teacher is not None:
+            frozen = _Teacher.load(teacher, snippet_frames=int(snippet_frames), fps=fps, size=size,
+                                   class_names=class_names, device=dev)
+            if distill == "conventional" and frozen.net.feature_dim != net.feature_dim:
+                raise RgbtadError(f"{teacher}: conventional distillation mimics the teacher's feature, "
+                                  f"{frozen.net.feature_dim} wide; the student's is {net.feature_dim}")
         common = dict(fps=fps, size=size, flow_method=flow_method, flow_bound=float(flow_bound),
                       dis_preset=dis_preset, flow_dir=flow_dir)
         store = _VideoStore(modality, int(snippet_frames), net.input_mean, net.input_std)
         train_split = _collect(ann, subset, videos_dir, store, start_step=1, progress=progress,
                                desc=f"load {subset} ({modality})", **common)
+        if frozen is not None:
+            frozen.load_videos(ann, subset, videos_dir, progress=progress)
         missing = [class_names[i] for i, items in enumerate(train_split.by_class) if not items]
         if len(missing) == len(class_names):
             raise RgbtadError(f"{annotations}: no usable snippets in subset {subset!r}")
@@ -455,8 +500,15 @@ def train_clip_backbone(
                     chunk = items[i:i + int(batch_size)]
                     x = store.batch([it for it, _ in chunk], aug_rng if augment else None).to(dev)
                     y = torch.tensor([label for _, label in chunk], dtype=torch.long, device=dev)
-                    logits = head(drop(net(x)))
-                    loss = torch.nn.functional.cross_entropy(logits, y)
+                    features = net(x)
+                    if frozen is None:
+                        logits = head(drop(features))
+                        loss = torch.nn.functional.cross_entropy(logits, y)
+                    else:
+                        t_features, t_logits = frozen([it for it, _ in chunk])
+                        logits, kd = _distill_losses(distill, features, head, drop, t_features, t_logits,
+                                                     float(temperature))
+                        loss = torch.nn.functional.cross_entropy(logits, y) + float(distill_weight) * kd
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
@@ -477,7 +529,16 @@ def train_clip_backbone(
             val_store = _VideoStore(modality, int(snippet_frames), net.input_mean, net.input_std)
             val_split = _collect(ann, val_subset, videos_dir, val_store, start_step=int(stride), progress=progress,
                                  desc=f"load {val_subset} ({modality})", **common)
-            val = evaluate_snippets(net, head, val_store, val_split, class_names, batch_size=64, device=dev)
+            if frozen is not None and distill == "decomposed":
+                half = head.in_features
+                branches = {"appearance": lambda f: head(f[:, :half]), "motion": lambda f: head(f[:, half:])}
+                val = evaluate_snippets(net, _fused(branches), val_store, val_split, class_names,
+                                        batch_size=64, device=dev)
+                val["branches"] = {name: evaluate_snippets(net, classify, val_store, val_split, class_names,
+                                                           batch_size=64, device=dev)["balanced_accuracy"]
+                                   for name, classify in branches.items()}
+            else:
+                val = evaluate_snippets(net, head, val_store, val_split, class_names, batch_size=64, device=dev)
         net.cpu()
         head.cpu()
         with atomic_path(head_path, suffix=".tmp.pt") as tmp:
@@ -498,7 +559,8 @@ def train_clip_backbone(
 
 def evaluate_snippets(net, head, store: _VideoStore, split: _Split, class_names: list[str], *,
                       batch_size: int = 64, device=None) -> dict:
-    """Accuracy of ``head(net(snippet))`` on every labelled snippet of `split`: overall,
+    """Accuracy of ``head(net(snippet))`` (`head`: any callable from features to logits) on
+    every labelled snippet of `split`: overall,
     class-balanced, per class, and the confusion matrix (rows: truth, columns: prediction)."""
     import torch
 
@@ -525,6 +587,88 @@ def evaluate_snippets(net, head, store: _VideoStore, split: _Split, class_names:
         "per_class": per_class,
         "confusion": confusion.tolist(),
     }
+
+
+# --------------------------------------------------------------------------- distillation
+
+DISTILL_MODES = ("decomposed", "conventional")
+
+
+class _Teacher:
+    """A frozen backbone + classifier trained by `train_clip_backbone`, with its own snippets."""
+
+    def __init__(self, weights: Path, summary: dict, net, head, store: _VideoStore):
+        self.weights, self.summary, self.net, self.head, self.store = weights, summary, net, head, store
+
+    @classmethod
+    def load(cls, weights, *, snippet_frames: int, fps, size, class_names: list[str], device) -> "_Teacher":
+        import torch
+
+        from rgbtad.backbones import create_backbone
+
+        weights = Path(weights)
+        summary = load_clip_summary(weights)
+        s = summary.get("settings", {})
+        mine = {"snippet_frames": snippet_frames, "fps": None if fps is None else float(fps),
+                "size": list(size) if isinstance(size, tuple) else size}
+        diff = [f"{k} {s.get(k)!r} (student {v!r})" for k, v in mine.items() if s.get(k) != v]
+        if diff:
+            raise RgbtadError(f"{weights}: teacher trained on other snippets: {', '.join(diff)}")
+        if summary.get("class_names") != class_names:
+            raise RgbtadError(f"{weights}: teacher trained on other classes than the student's annotations")
+        net = create_backbone(s["backbone"], s["modality"], weights=str(weights), **s.get("backbone_kwargs", {}))
+        head_path = weights.with_name(summary.get("head", weights.stem + ".head.pt"))
+        head = torch.nn.Linear(int(net.feature_dim), len(class_names))
+        try:
+            head.load_state_dict(torch.load(head_path, map_location="cpu"))
+        except (OSError, RuntimeError) as err:
+            raise RgbtadError(f"{head_path}: cannot load the teacher's classifier ({err})") from None
+        for module in (net, head):
+            module.to(device).eval().requires_grad_(False)
+        store = _VideoStore(s["modality"], snippet_frames, net.input_mean, net.input_std)
+        return cls(weights, summary, net, head, store)
+
+    def load_videos(self, ann, subset: str, videos_dir: Path, *, progress: bool) -> None:
+        """Decode the teacher's input for the videos of `subset`, in the student's order."""
+        from tqdm import tqdm
+
+        s = self.summary["settings"]
+        for video in tqdm(list(ann.split(subset)), desc=f"load {subset} (teacher, {s['modality']})",
+                          unit="video", disable=not progress, leave=False):
+            _load_video(_video_path(videos_dir, video.video_id), self.store, fps=s["fps"], size=s["size"],
+                        flow_method=s.get("flow_method") or "dis", flow_bound=s.get("flow_bound") or DEFAULT_BOUND,
+                        dis_preset=s.get("dis_preset") or "fast", flow_dir=s.get("flow_dir"))
+
+    def __call__(self, items: list[tuple[int, int]]):
+        import torch
+
+        with torch.no_grad():
+            x = self.store.batch(items).to(next(self.head.parameters()).device)
+            features = self.net(x)
+            return features, self.head(features)
+
+
+def _distill_losses(mode: str, features, head, drop, t_features, t_logits, temperature: float):
+    """(student logits for the labels, KD loss) of one batch; see the module doc."""
+    import torch.nn.functional as F
+
+    def kl(student_logits):
+        t = temperature
+        return F.kl_div(F.log_softmax(student_logits / t, 1), F.softmax(t_logits / t, 1),
+                        reduction="batchmean") * t * t
+
+    if mode == "decomposed":
+        half = head.in_features
+        return head(drop(features[:, :half])), kl(head(features[:, half:]))
+    logits = head(drop(features))
+    return logits, kl(logits) + F.mse_loss(features, t_features)
+
+
+def _fused(branches: dict):
+    """Classifier of a decomposed backbone at evaluation: the branches' log-probabilities summed."""
+    import torch.nn.functional as F
+
+    return lambda f: sum(F.log_softmax(classify(f), 1) for classify in branches.values())
 
 
 def load_clip_summary(path: str | Path) -> dict[str, Any]:
