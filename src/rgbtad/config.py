@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from rgbtad.errors import RgbtadError
+from rgbtad.utils.yamlio import read_yaml_mapping
 
 
 @dataclass
@@ -422,14 +423,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     values: dict = {}
     if path is not None:
         path = Path(path)
-        if not path.is_file():
-            raise RgbtadError(f"{path}: config file not found")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise RgbtadError(f"{path}: not valid YAML ({err})") from None
-        if not isinstance(values, dict):
-            raise RgbtadError(f"{path}: a config must be a mapping of sections")
+        values = read_yaml_mapping(path, "config file", "a config must be a mapping of sections", empty_ok=True)
         try:
             return build_config(values, overrides)
         except RgbtadError as err:

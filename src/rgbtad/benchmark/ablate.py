@@ -57,11 +57,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rgbtad.config import Config, build_config, load_config, parse_override
 from rgbtad.errors import RgbtadError
 from rgbtad.utils.atomic import write_json, write_text
+from rgbtad.utils.yamlio import read_yaml_mapping
 
 __all__ = ["Cell", "Grid", "cell_config", "format_table", "load_grid", "run_ablation"]
 
@@ -94,14 +93,7 @@ class Grid:
 def load_grid(path: str | Path, seeds: int | None = None) -> Grid:
     """Read and check a grid file; `seeds` (a count) replaces the grid's ``seeds``."""
     path = Path(path)
-    if not path.is_file():
-        raise RgbtadError(f"{path}: grid file not found")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise RgbtadError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(data, dict):
-        raise RgbtadError(f"{path}: a grid must be a mapping with 'base' and 'cells' and/or 'axes'")
+    data = read_yaml_mapping(path, "grid file", "a grid must be a mapping with 'base' and 'cells' and/or 'axes'")
     unknown = sorted(set(map(str, data)) - set(GRID_KEYS))
     if unknown:
         raise RgbtadError(f"{path}: unknown grid key '{unknown[0]}' (expected: {', '.join(GRID_KEYS)})")
@@ -166,15 +158,7 @@ def load_grid(path: str | Path, seeds: int | None = None) -> Grid:
 
 
 def _read_base(path: Path) -> dict:
-    if not path.is_file():
-        raise RgbtadError(f"{path}: base config file not found")
-    try:
-        values = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise RgbtadError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(values, dict):
-        raise RgbtadError(f"{path}: a config must be a mapping of sections")
-    return values
+    return read_yaml_mapping(path, "base config file", "a config must be a mapping of sections", empty_ok=True)
 
 
 def _resolve(root: Path, value: str) -> Path:

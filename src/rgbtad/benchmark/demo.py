@@ -223,11 +223,11 @@ def _motion(videos: list[Path], out: Path, settings: DemoSettings) -> None:
 
 
 def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, spec: BackboneSpec, seed: int,
-                    device: str | None) -> Path:
+                    device: str | None) -> None:
     from rgbtad.engine.clip_training import train_clip_backbone
 
     teacher = None if spec.teacher is None else out / "backbones" / f"{spec.teacher}.pt"
-    result = train_clip_backbone(
+    train_clip_backbone(
         ann_path, out / "data" / "videos", out / "backbones" / f"{spec.name}.pt",
         backbone=BACKBONE, modality=spec.modality, subset="train", val_subset="test",
         snippet_frames=settings.snippet_frames, stride=settings.stride, fps=settings.fps,
@@ -235,7 +235,6 @@ def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, spec: Bac
         epochs=settings.rgb_clip_epochs if spec.modality == "rgb" else settings.clip_epochs,
         per_class=settings.clip_per_class, seed=seed, device=device, teacher=teacher, distill=spec.distill,
     )
-    return result.weights
 
 
 def _extract(videos: list[Path], out: Path, settings: DemoSettings, spec: BackboneSpec,

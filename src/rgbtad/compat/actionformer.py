@@ -66,10 +66,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from rgbtad.config import Config, build_config
 from rgbtad.errors import RgbtadError
+from rgbtad.utils.yamlio import read_yaml_mapping
 
 log = logging.getLogger(__name__)
 
@@ -222,14 +222,7 @@ def _check_keys(config: dict, source: str) -> None:
 def read_release_config(path: str | Path) -> dict:
     """A release YAML merged over the release defaults, with the derived model fields."""
     path = Path(path)
-    if not path.is_file():
-        raise RgbtadError(f"{path}: config file not found")
-    try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise RgbtadError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(config, dict):
-        raise RgbtadError(f"{path}: an ActionFormer config must be a mapping")
+    config = read_yaml_mapping(path, "config file", "an ActionFormer config must be a mapping")
     for section in list(config):
         if config[section] is None and isinstance(RELEASE_DEFAULTS.get(section), dict):
             config[section] = {}
