@@ -16,6 +16,7 @@ from rgbtad.backbones import (
     temporal_shift,
 )
 from rgbtad.backbones.i3d_resnet import I3DResNet
+from rgbtad.backbones.layers import fold_batch_norms
 from rgbtad.backbones.slowfast import SlowFast, slow_frame_indices
 from rgbtad.backbones.tsm import BasicBlock2d, Bottleneck2d, TSMResNet
 from rgbtad.errors import RgbtadError
@@ -519,3 +520,23 @@ def test_user_errors_are_one_line_rgbtad_errors(tmp_path):
         net(torch.zeros(1, 3, 4, 64, 64))
     with pytest.raises(RgbtadError, match=r"expects clips of shape B x 2 x T x H x W"):
         create_backbone("tsm_tiny", "flow")(torch.zeros(1, 3, 8, 64, 64))
+
+
+@pytest.mark.parametrize("name", sorted(BACKBONES))
+def test_folding_batch_norms_keeps_the_outputs(name):
+    """Extraction and detection run the folded copy (`fold_batch_norms`): every family's
+    batch norms must fold, and the features must not change."""
+    torch.manual_seed(0)
+    net = create_backbone(name, "rgb")
+    for m in net.modules():  # non-trivial statistics, so a wrong fold would show
+        if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    net.eval()
+    folded = fold_batch_norms(net)
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm3d) for m in net.modules())  # untouched
+    x = torch.randn(2, 3, SMALL_T, SMALL_HW, SMALL_HW)
+    with torch.no_grad():
+        torch.testing.assert_close(folded(x), net(x), rtol=1e-3, atol=1e-3)  # float rounding only

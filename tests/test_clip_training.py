@@ -108,16 +108,21 @@ def test_rgb_backbone_distilled_from_a_motion_backbone(tiny, tmp_path):
     plain = train_clip_backbone(tiny, videos, tmp_path / "rgb.pt", modality="rgb", epochs=1, seed=3, **common)
     decomposed = train_clip_backbone(tiny, videos, tmp_path / "dec.pt", modality="rgb", epochs=1, seed=3,
                                      teacher=teacher.weights, distill="decomposed", val_subset="test", **common)
+    no_mimic = train_clip_backbone(tiny, videos, tmp_path / "dec0.pt", modality="rgb", epochs=1, seed=3,
+                                   teacher=teacher.weights, distill="decomposed", mimic_weight=0.0, **common)
     conventional = train_clip_backbone(tiny, videos, tmp_path / "conv.pt", modality="rgb", epochs=1, seed=3,
                                        teacher=teacher.weights, distill="conventional", **common)
     # the teacher's terms change what is learnt (same seed, same snippets)
-    losses = {r.history[0]["loss"] for r in (plain, decomposed, conventional)}
-    assert len(losses) == 3
+    losses = {r.history[0]["loss"] for r in (plain, decomposed, no_mimic, conventional)}
+    assert len(losses) == 4
+    # the feature-mimic regressor is a training device only: nothing of it is saved
+    assert set(torch.load(decomposed.weights)) == set(torch.load(no_mimic.weights))
     # decomposed: one classifier shared by the two halves of the feature; the extracted
     # feature (loadable by the backbone factory) keeps its full width
     net = create_backbone("tsm_tiny", "rgb", weights=decomposed.weights)
     assert torch.load(decomposed.head)["weight"].shape == (13, net.feature_dim // 2)
     assert set(decomposed.val["branches"]) == {"appearance", "motion"}
+    assert all(0 <= v <= 1 for v in decomposed.val["branches"].values())
     assert load_clip_summary(decomposed.weights)["settings"]["teacher"]["distill"] == "decomposed"
     assert torch.load(conventional.head)["weight"].shape == (13, net.feature_dim)
 
@@ -132,3 +137,20 @@ def test_distillation_refuses_a_teacher_of_other_snippets(tiny, tmp_path):
     with pytest.raises(RgbtadError, match="distill mode"):
         train_clip_backbone(tiny, videos, tmp_path / "x.pt", modality="rgb", fps=8.0, size=32, snippet_frames=4,
                             teacher=teacher.weights, distill="both", progress=False)
+
+
+def test_training_can_start_from_a_trained_backbone(tiny, tmp_path):
+    videos = tiny.parent / "videos"
+    common = dict(fps=8.0, size=32, snippet_frames=4, per_class=4, batch_size=16, progress=False)
+    start = train_clip_backbone(tiny, videos, tmp_path / "rgb.pt", modality="rgb", epochs=1, seed=0, **common)
+    # a learning rate of zero leaves every weight where it started: the given backbone's
+    tuned = train_clip_backbone(tiny, videos, tmp_path / "tuned.pt", modality="rgb", epochs=1, seed=5, lr=0.0,
+                                init_from=start.weights, **common)
+    before, after = torch.load(start.weights), torch.load(tuned.weights)
+    conv_weights = [k for k in before if k.endswith("conv.weight")]
+    assert conv_weights and all(torch.equal(before[k], after[k]) for k in conv_weights)
+    assert load_clip_summary(tuned.weights)["settings"]["init_from"] == str(start.weights.resolve())
+    tg = train_clip_backbone(tiny, videos, tmp_path / "tg.pt", modality="tg", epochs=1, seed=0, **common)
+    with pytest.raises(RgbtadError, match="other architecture: modality 'tg'"):
+        train_clip_backbone(tiny, videos, tmp_path / "x.pt", modality="rgb", epochs=1, init_from=tg.weights,
+                            **common)

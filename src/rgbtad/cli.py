@@ -84,7 +84,8 @@ def _add_toy_features(sub: argparse._SubParsersAction) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from rgbtad.benchmark.demo import run_demo
 
-    summary = run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, with_tg=args.with_tg)
+    summary = run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, with_tg=args.with_tg,
+                       jobs=args.jobs)
     tious = next(iter(summary["models"].values()))["tiou"]
     print(f"{'model':<16}" + "".join(f"{t:>8g}" for t in tious) + f"{'avg':>8}")
     for name, m in summary["models"].items():
@@ -100,6 +101,8 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                    help="also a temporal-gradient teacher and its decomposed student (longer)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--jobs", type=int, default=2,
+                   help="detectors trained at once, one CPU thread each (default 2)")
     p.set_defaults(func=_cmd_demo)
 
 

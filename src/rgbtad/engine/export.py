@@ -34,6 +34,7 @@ The exporter is PyTorch's TorchScript-based one (``dynamo=False``), which needs 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import types
@@ -352,10 +353,8 @@ def export_run(run_dir: str | Path, out_path: str | Path, *, with_backbone: bool
         raise RgbtadError(f"{out_path}: the output file name must end in .onnx")
     if out_path.is_dir():
         raise RgbtadError(f"{out_path}: is a folder, expected an .onnx file name")
-    try:
-        import onnx  # noqa: F401
-    except ImportError:  # pragma: no cover - a pinned dependency
-        raise RgbtadError("the onnx package is not installed (pip install onnx)") from None
+    if importlib.util.find_spec("onnx") is None:  # pragma: no cover - a pinned dependency
+        raise RgbtadError("the onnx package is not installed (pip install onnx)")
     cfg, class_names, model = load_run(run_dir, "cpu")
     backbone_out = None
     backbone_diff = None

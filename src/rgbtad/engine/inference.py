@@ -73,7 +73,8 @@ def _class_names_for(run_classes: list[str], annotations: AnnotationSet) -> list
 
 
 def infer_features(run_dir: str | Path, *, features_dir: str | Path, annotations: str | Path,
-                   split: str | None, out_path: str | Path, device: str | None = None) -> int:
+                   split: str | None, out_path: str | Path, device: str | None = None,
+                   progress: bool = True) -> int:
     """`rgbtad infer`: detections for every video of `split` in ActivityNet results JSON."""
     torch_device = resolve_device(device)
     cfg, run_classes, model = load_run(run_dir, torch_device)
@@ -85,6 +86,6 @@ def infer_features(run_dir: str | Path, *, features_dir: str | Path, annotations
     dataset = FeatureDataset(subset, FeatureStore.from_config(cfg.data, features_dir), cfg.data,
                              training=False, class_names=class_names,
                              class_agnostic=len(class_names) == 1)
-    results = predict(model, dataset, class_names, torch_device, cfg.data.max_seq_len)
+    results = predict(model, dataset, class_names, torch_device, cfg.data.max_seq_len, progress)
     write_results_json(out_path, results)
     return len(results)

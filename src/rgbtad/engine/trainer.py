@@ -98,8 +98,10 @@ def _merge_classes(annotations: AnnotationSet, name: str) -> AnnotationSet:
     return dataclasses.replace(annotations, videos=videos, class_names=[name])
 
 
-def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str | None = None) -> dict:
-    """Train a detector as configured; write the run directory; return a summary dict."""
+def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
+          progress: bool = True) -> dict:
+    """Train a detector as configured; write the run directory; return a summary dict.
+    `progress`: progress bars (epochs and evaluation) on stderr."""
     run_dir = Path(out_dir)
     dist = distributed.setup(device)
     checkpoint_path = run_dir / CHECKPOINT
@@ -171,13 +173,13 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
     metrics = None
     try:
         for epoch in range(start_epoch, total_epochs):
-            _train_one_epoch(net, model, ema, optimizer, scheduler, loader, train_set, cfg, epoch,
+            _train_one_epoch(net, model, ema, optimizer, scheduler, loader, train_set, cfg, epoch, progress,
                              iters_per_epoch, dist, logger)
             last = epoch == total_epochs - 1
             eval_now = last or (cfg.train.eval_every > 0 and (epoch + 1) % cfg.train.eval_every == 0)
             if dist.is_main and eval_now:
                 eval_model = ema.module if ema is not None else model
-                _, metrics = evaluate_model(eval_model, cfg, annotations, class_names, dist.device)
+                _, metrics = evaluate_model(eval_model, cfg, annotations, class_names, dist.device, progress)
                 logger.log_val(epoch, (epoch + 1) * iters_per_epoch, list(metrics.mAP),
                                float(metrics.average_mAP))
                 log.info("epoch %d: average mAP %.2f", epoch + 1, 100 * metrics.average_mAP)
@@ -192,7 +194,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
     if dist.is_main:
         final = ema.module if ema is not None else model
         if metrics is None:  # resumed after the last epoch's checkpoint: nothing was trained
-            _, metrics = evaluate_model(final, cfg, annotations, class_names, dist.device)
+            _, metrics = evaluate_model(final, cfg, annotations, class_names, dist.device, progress)
         save_run(run_dir, cfg, class_names, final.state_dict(),
                  model.state_dict() if ema is not None else None)
         attach_backbone(run_dir, cfg.data.features)  # what `rgbtad detect` needs, when known
@@ -203,12 +205,12 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
 
 
 def _train_one_epoch(net, model, ema, optimizer, scheduler, loader, train_set, cfg: Config,
-                     epoch: int, iters_per_epoch: int, dist, logger) -> None:
+                     epoch: int, progress: bool, iters_per_epoch: int, dist, logger) -> None:
     net.train()
     set_loader_epoch(loader, epoch)
     total_epochs = cfg.train.epochs + cfg.train.warmup_epochs
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", unit="it", leave=False,
-               disable=not dist.is_main)
+               disable=not (dist.is_main and progress))
     for index, batch in enumerate(bar):
         step = epoch * iters_per_epoch + index
         feats, masks = pad_batch(batch["feats"], max_seq_len=cfg.data.max_seq_len,

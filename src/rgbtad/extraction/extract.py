@@ -174,8 +174,10 @@ class _Extractor:
                  fps, size, device, batch_size, bf16, flow_dir, progress):
         import torch
 
+        from rgbtad.backbones.layers import fold_batch_norms
+
         self.torch = torch
-        self.net = net.to(device)
+        self.net = fold_batch_norms(net).to(device)
         self.modality = modality
         self.flow_method = flow_method
         self.flow_bound = flow_bound
@@ -335,28 +337,11 @@ def extract_features(
     None means CUDA when available. Per-video failures are collected in the report while the
     other videos complete; bad settings raise `RgbtadError` at once.
     """
-    if modality not in MODALITIES:
-        raise RgbtadError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
-    if modality == "flow" and flow_method not in FLOW_METHODS:
-        raise RgbtadError(f"unknown flow method {flow_method!r}; choose from {', '.join(FLOW_METHODS)}")
-    if dis_preset not in DIS_PRESETS:
-        raise RgbtadError(f"unknown DIS preset {dis_preset!r}; choose from {', '.join(DIS_PRESETS)}")
-    if int(snippet_frames) < (2 if modality != "rgb" else 1):
-        raise RgbtadError(f"invalid --snippet-frames {snippet_frames}: motion modalities need at least 2")
-    if int(stride) < 1:
-        raise RgbtadError(f"invalid --stride {stride}: must be >= 1")
-    if int(batch_size) < 1:
-        raise RgbtadError(f"invalid --batch-size {batch_size}: must be >= 1")
-    if fps is not None and not float(fps) > 0:
-        raise RgbtadError(f"invalid --fps {fps}: must be positive")
-    if size is not None:
-        output_size(1, 1, size)  # validates
-    if flow_bound <= 0:
-        raise RgbtadError(f"invalid flow bound {flow_bound}: must be positive")
+    check_snippet_settings(modality=modality, flow_method=flow_method, dis_preset=dis_preset,
+                           snippet_frames=snippet_frames, stride=stride, batch_size=batch_size, fps=fps, size=size,
+                           flow_bound=flow_bound, flow_dir=flow_dir)
     if flow_dir is not None and modality != "flow":
         raise RgbtadError("a flow folder is only used with --modality flow")
-    if flow_dir is not None and not Path(flow_dir).is_dir():
-        raise RgbtadError(f"{flow_dir}: flow folder not found")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise RgbtadError(f"{out_dir}: exists and is not a folder")
@@ -456,6 +441,32 @@ def load_backbone(backbone, modality: str = "rgb", weights: str | Path | None = 
     name is created with `weights` (seeded random initialisation without), a module is
     checked against the backbone contract."""
     return _load_backbone(backbone, modality, None if weights is None else str(weights))
+
+
+def check_snippet_settings(*, modality: str, flow_method: str, dis_preset: str, snippet_frames: int,
+                           stride: int, batch_size: int, fps: float | None, size: Size, flow_bound: float,
+                           flow_dir: str | Path | None) -> None:
+    """Raise `RgbtadError` on a bad snippet / input setting; shared by feature extraction and
+    backbone training (`rgbtad.engine.clip_training`), which must agree on them."""
+    if modality not in MODALITIES:
+        raise RgbtadError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
+    if modality == "flow" and flow_method not in FLOW_METHODS:
+        raise RgbtadError(f"unknown flow method {flow_method!r}; choose from {', '.join(FLOW_METHODS)}")
+    if dis_preset not in DIS_PRESETS:
+        raise RgbtadError(f"unknown DIS preset {dis_preset!r}; choose from {', '.join(DIS_PRESETS)}")
+    if int(snippet_frames) < (2 if modality != "rgb" else 1):
+        raise RgbtadError(f"invalid --snippet-frames {snippet_frames}: motion modalities need at least 2")
+    for name, value in (("stride", stride), ("batch-size", batch_size)):
+        if int(value) < 1:
+            raise RgbtadError(f"invalid --{name} {value}: must be >= 1")
+    if fps is not None and not float(fps) > 0:
+        raise RgbtadError(f"invalid --fps {fps}: must be positive")
+    if size is not None:
+        output_size(1, 1, size)  # validates
+    if not float(flow_bound) > 0:
+        raise RgbtadError(f"invalid flow bound {flow_bound}: must be positive")
+    if flow_dir is not None and not Path(flow_dir).is_dir():
+        raise RgbtadError(f"{flow_dir}: flow folder not found")
 
 
 def snippet_encoder(net, *, snippet_frames: int, stride: int, modality: str = "rgb",
