@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +63,6 @@ class DemoSettings:
     detector_dim: int = 128
     detector_epochs: int = 16
     detector_warmup: int = 2
-    motion_modalities: tuple[str, ...] = ("flow",)
 
     @classmethod
     def quick(cls) -> "DemoSettings":
@@ -86,15 +85,15 @@ def _distilled(name: str, teacher: str, distill: str) -> BackboneSpec:
     return BackboneSpec(name, "rgb", teacher, distill, init_from="rgb")
 
 
-def demo_backbones(settings: DemoSettings) -> list[BackboneSpec]:
+def demo_backbones(with_tg: bool = False) -> list[BackboneSpec]:
     """Teachers before students. Each distilled student has its own RGB backbone: the
     backbone half of Lee et al.'s end-to-end student (`rgbtad.engine.clip_training`),
     fine-tuned from the plain RGB backbone as their student starts from the pretrained RGB
-    network."""
-    specs = [BackboneSpec("rgb", "rgb"), *(BackboneSpec(m, m) for m in settings.motion_modalities),
+    network. `with_tg` adds the temporal-gradient teacher and its student's backbone."""
+    specs = [BackboneSpec("rgb", "rgb"), BackboneSpec("flow", "flow"),
              _distilled("rgb_kd_conventional", "flow", "conventional"), _distilled("rgb_kd", "flow", "decomposed")]
-    if "tg" in settings.motion_modalities:
-        specs.append(_distilled("rgb_kd_tg", "tg", "decomposed"))
+    if with_tg:
+        specs += [BackboneSpec("tg", "tg"), _distilled("rgb_kd_tg", "tg", "decomposed")]
     return specs
 
 
@@ -109,7 +108,7 @@ class ModelSpec:
     teacher: str | None = None  # the model whose run it distils (trained first)
 
 
-def demo_models(settings: DemoSettings) -> list[ModelSpec]:
+def demo_models(with_tg: bool = False) -> list[ModelSpec]:
     """The demo's detectors, in training order (teachers before their students).
 
     The students read RGB features only at test time, from RGB backbones distilled from the
@@ -130,7 +129,7 @@ def demo_models(settings: DemoSettings) -> list[ModelSpec]:
         ModelSpec("decomposed_laf", "rgb_kd", "decomposed RGB student, local attentive fusion (Lee et al.)",
                   ("distill.method=decomposed", "distill.fusion=laf", *teacher), "motion_only"),
     ]
-    if "tg" in settings.motion_modalities:
+    if with_tg:
         tg_teacher = tuple(o.replace("motion_only", "motion_tg").replace("features/flow", "features/tg")
                            .replace("dim[flow]", "dim[tg]") for o in teacher)
         models += [
@@ -171,8 +170,6 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device:
     if int(jobs) < 1:
         raise RgbtadError(f"invalid jobs {jobs}: must be >= 1")
     settings = DemoSettings.quick() if quick else DemoSettings()
-    if with_tg:
-        settings = replace(settings, motion_modalities=settings.motion_modalities + ("tg",))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, settings, seed)
@@ -181,29 +178,29 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device:
     ann_path = clock.run("data", _generate, out, settings, seed)
     videos = sorted((out / "data" / "videos").glob("*.mp4"))
     clock.run("motion", _motion, videos, out, settings)
-    backbones = demo_backbones(settings)
+    backbones = demo_backbones(with_tg)
     for spec in backbones:
         clock.run(f"backbone_{spec.name}", _train_backbone, ann_path, out, settings, spec, seed, device)
     for spec in backbones:
         clock.run(f"features_{spec.name}", _extract, videos, out, settings, spec, device)
     clock.run("features_two_stream", _concat_features, out, ("rgb", "flow"), "two_stream")
 
-    models = demo_models(settings)
+    models = demo_models(with_tg)
     results = _train_detectors(models, ann_path, out, settings, seed, device, clock, jobs)
     from rgbtad.benchmark.report import write_report
 
-    summary = {"models": results, "settings": asdict(settings), "seed": seed}
+    summary = {"models": results, "settings": asdict(settings), "seed": seed, "with_tg": with_tg}
     clock.run("report", write_report, out, ann_path, summary, models, clock.timings)
     return summary
 
 
 def _check_settings(out: Path, settings: DemoSettings, seed: int) -> None:
-    """A demo folder holds one configuration: refuse to mix outputs of different settings."""
+    """A demo folder holds one configuration: refuse to mix outputs of different settings.
+    (`--with-tg` only adds stages: it may extend a folder made without it.)"""
     import json
 
     path = out / "demo.json"
     current = {"settings": asdict(settings), "seed": seed}
-    current["settings"]["motion_modalities"] = list(settings.motion_modalities)
     if path.is_file():
         previous = json.loads(path.read_text())
         if previous != current:
