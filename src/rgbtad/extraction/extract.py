@@ -167,6 +167,23 @@ def _resolve_device(device: str | None):
 # --------------------------------------------------------------------------- extraction
 
 
+def _inference_copy(net):
+    """`net` for inference: batch norms folded into the convolutions and, for the families of
+    2-D convolutions (TSM), the channels-last layout that oneDNN prefers (TSM-R18 at 224 px in
+    bfloat16: 1.5x faster on this CPU). The caller's module is left as it is; one without
+    convolutions (an ONNX Runtime backbone, `rgbtad.engine.export.OrtBackbone`) is used as is."""
+    import torch
+
+    from rgbtad.backbones.layers import fold_batch_norms
+
+    if not any(isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)) for m in net.modules()):
+        return net
+    folded = fold_batch_norms(net)
+    if not any(isinstance(m, torch.nn.Conv3d) for m in folded.modules()):
+        folded = folded.to(memory_format=torch.channels_last)
+    return folded
+
+
 class _Extractor:
     """Holds the backbone and settings; `run(video)` returns (features, video entry)."""
 
@@ -174,10 +191,8 @@ class _Extractor:
                  fps, size, device, batch_size, bf16, flow_dir, progress):
         import torch
 
-        from rgbtad.backbones.layers import fold_batch_norms
-
         self.torch = torch
-        self.net = fold_batch_norms(net).to(device)
+        self.net = _inference_copy(net).to(device)
         self.modality = modality
         self.flow_method = flow_method
         self.flow_bound = flow_bound
