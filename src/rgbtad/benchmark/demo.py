@@ -318,27 +318,23 @@ def _train_detectors(models: list[ModelSpec], ann_path: Path, out: Path, setting
     pending = sorted(models, key=_schedule_rank(models))
     running: dict = {}
     context = multiprocessing.get_context("spawn")  # never fork a process that already ran torch
+    # at most `jobs` jobs are ever submitted, so none waits in the pool's queue
     with ProcessPoolExecutor(max_workers=int(jobs), mp_context=context,
                              initializer=_detector_worker_init) as pool:
-        try:
-            while pending or running:
-                for spec in [m for m in pending if m.teacher is None or m.teacher in results]:
-                    if len(running) >= int(jobs):
-                        break
-                    log.info("detector %s: %s", spec.name, spec.description)
-                    running[pool.submit(_train_and_evaluate, spec, ann_path, out, settings, seed,
-                                        device)] = spec
-                    pending.remove(spec)
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    spec = running.pop(future)
-                    results[spec.name], seconds = future.result()
-                    clock.record(f"detector_{spec.name}", seconds)
-                    log.info("detector %s: average mAP %.1f (%.0f s)", spec.name,
-                             100 * results[spec.name]["average_mAP"], seconds)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+        while pending or running:
+            for spec in [m for m in pending if m.teacher is None or m.teacher in results]:
+                if len(running) >= int(jobs):
+                    break
+                log.info("detector %s: %s", spec.name, spec.description)
+                running[pool.submit(_train_and_evaluate, spec, ann_path, out, settings, seed, device)] = spec
+                pending.remove(spec)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                spec = running.pop(future)
+                results[spec.name], seconds = future.result()
+                clock.record(f"detector_{spec.name}", seconds)
+                log.info("detector %s: average mAP %.1f (%.0f s)", spec.name,
+                         100 * results[spec.name]["average_mAP"], seconds)
     return {spec.name: results[spec.name] for spec in models}
 
 

@@ -197,23 +197,11 @@ class _VideoStore:
 def _stored_flow(flow_dir: Path, stem: str, *, method: str, bound: float, dis_preset: str, fps, size,
                  width: int, height: int) -> tuple[np.ndarray, int]:
     """The flow of one video written by `rgbtad motion`, and the video's frame count."""
-    from rgbtad.extraction.motion_files import motion_paths, read_motion_meta
+    from rgbtad.extraction.motion_files import stored_motion
 
-    array_path, sidecar = motion_paths(flow_dir, stem, method)
-    if not sidecar.is_file() or not array_path.is_file():
-        raise RgbtadError(f"{array_path}: stored flow not found (run `rgbtad motion` with --method {method})")
-    meta = read_motion_meta(sidecar)
-    want = {"method": method, "bound": float(bound), "fps": None if fps is None else float(fps),
-            "size": list(size) if isinstance(size, (tuple, list)) else size}
-    if method == "dis":
-        want["dis_preset"] = dis_preset
-    diff = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
-    if diff:
-        detail = ", ".join(f"{k} {a!r} (need {b!r})" for k, (a, b) in diff.items())
-        raise RgbtadError(f"{sidecar}: stored flow has other settings: {detail}")
+    array_path, meta = stored_motion(flow_dir, stem, method=method, bound=bound, dis_preset=dis_preset, fps=fps,
+                                     size=size, width=width, height=height)
     flow = np.load(array_path)["flow"]
-    if flow.shape[1:3] != (height, width):
-        raise RgbtadError(f"{array_path}: stored flow is {flow.shape[2]}x{flow.shape[1]}, frames are {width}x{height}")
     num_frames = int(meta.get("num_frames", 0))
     if len(flow) != max(num_frames - 1, 1):
         raise RgbtadError(f"{array_path}: {len(flow)} flow items for the {num_frames} frames its sidecar declares")
@@ -480,7 +468,7 @@ def train_clip_backbone(
         total_steps = steps_per_epoch * int(epochs)
         params = list(net.parameters()) + list(head.parameters())
         adapter = None
-        if frozen is not None and distill == "decomposed" and float(mimic_weight) > 0:
+        if decomposed and float(mimic_weight) > 0:
             # FitNets-style regressor from the motion half to the teacher's feature; dropped after training
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(int(seed) + 2)
@@ -543,7 +531,7 @@ def train_clip_backbone(
             val_store = _VideoStore(modality, int(snippet_frames), net.input_mean, net.input_std)
             val_split = _collect(ann, val_subset, videos_dir, val_store, start_step=int(stride), progress=progress,
                                  desc=f"load {val_subset} ({modality})", **common)
-            if frozen is not None and distill == "decomposed":
+            if decomposed:
                 half = head.in_features
                 branches = {"appearance": lambda f: head(f[:, :half]), "motion": lambda f: head(f[:, half:])}
                 reports = evaluate_snippets(net, {"fused": _fused(branches), **branches}, val_store, val_split,

@@ -237,22 +237,11 @@ class _Extractor:
         return y.cpu().numpy().astype(np.float32)
 
     def _stored_flow(self, video: Path, reader: VideoReader) -> tuple[Iterator[np.ndarray], int]:
-        from rgbtad.extraction.motion_files import iter_motion_file, motion_paths, read_motion_meta
+        from rgbtad.extraction.motion_files import iter_motion_file, stored_motion
 
-        array_path, sidecar = motion_paths(self.flow_dir, video_stem(video), self.flow_method)
-        meta = read_motion_meta(sidecar)
-        want = {"method": self.flow_method, "bound": float(self.flow_bound),
-                "fps": None if self.fps is None else float(self.fps),
-                "size": list(self.size) if isinstance(self.size, (tuple, list)) else self.size}
-        if self.flow_method == "dis":
-            want["dis_preset"] = self.dis_preset
-        diff = {k: (meta.get(k), v) for k, v in want.items() if meta.get(k) != v}
-        if diff:
-            detail = ", ".join(f"{k} {a!r} (need {b!r})" for k, (a, b) in diff.items())
-            raise RgbtadError(f"{sidecar}: stored flow has other settings: {detail}")
-        if (meta.get("width"), meta.get("height")) != (reader.width, reader.height):
-            raise RgbtadError(f"{sidecar}: stored flow is {meta.get('width')}x{meta.get('height')}, "
-                              f"frames are {reader.width}x{reader.height}")
+        array_path, meta = stored_motion(self.flow_dir, video_stem(video), method=self.flow_method,
+                                         bound=self.flow_bound, dis_preset=self.dis_preset, fps=self.fps,
+                                         size=self.size, width=reader.width, height=reader.height)
         return iter_motion_file(array_path, chunk=CHUNK_FRAMES), int(meta["num_frames"])
 
     def encode(self, items: Iterator[np.ndarray], length: int, bar=None) -> np.ndarray:

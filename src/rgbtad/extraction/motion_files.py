@@ -85,6 +85,26 @@ def read_motion_meta(path: str | Path) -> dict:
         raise RgbtadError(f"{sidecar}: not a readable motion sidecar ({err})") from None
 
 
+def stored_motion(flow_dir: str | Path, stem: str, *, method: str, bound: float, dis_preset: str, fps, size,
+                  width: int, height: int) -> tuple[Path, dict]:
+    """(array file, sidecar) of the motion `rgbtad motion` stored for `stem`, checked against
+    the settings and the frame size of the caller's decoding; `RgbtadError` names the first
+    mismatch."""
+    array_path, sidecar = motion_paths(flow_dir, stem, method)
+    if not array_path.is_file():
+        raise RgbtadError(f"{array_path}: stored flow not found (run `rgbtad motion` with --method {method})")
+    meta = read_motion_meta(sidecar)
+    diff = {k: (meta.get(k), v) for k, v in _settings(method, bound, dis_preset, fps, size).items()
+            if meta.get(k) != v}
+    if diff:
+        detail = ", ".join(f"{k} {a!r} (need {b!r})" for k, (a, b) in diff.items())
+        raise RgbtadError(f"{sidecar}: stored flow has other settings: {detail}")
+    if (meta.get("width"), meta.get("height")) != (width, height):
+        raise RgbtadError(f"{sidecar}: stored flow is {meta.get('width')}x{meta.get('height')}, "
+                          f"frames are {width}x{height}")
+    return array_path, meta
+
+
 def iter_motion_file(path: str | Path, chunk: int = 256) -> Iterator[np.ndarray]:
     """Stream the uint8 array of a motion .npz in chunks of `chunk` items (bounded memory)."""
     path = Path(path)
