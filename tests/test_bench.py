@@ -7,6 +7,7 @@ import numpy as np
 
 from rgbtad.benchmark.speed import PIPELINES, flow_pairs_needed, make_bench_video, pair_positions, rounds
 from rgbtad.cli import main
+from rgbtad.precision import cpu_model, resolve_precision
 from rgbtad.video.decode import probe
 
 TINY = ["--backbone", "tsm_tiny", "--size", "32", "--snippet-frames", "4", "--stride", "4", "--repeats", "1",
@@ -21,6 +22,9 @@ def test_bench_writes_the_documented_json(shared_data, tmp_path, capsys):
     assert "rgb_only is" in printed and "extrapolated" in printed
 
     report = json.loads(out.read_text())
+    # the precision auto chose for this machine is recorded, with the CPU it ran on
+    assert report["settings"]["precision"] == resolve_precision("auto", "cpu")
+    assert report["environment"]["cpu"] == cpu_model() and f"backbones in {report['settings']['precision']}" in printed
     assert report["video"]["frames"] == 32 and report["video"]["size"] == [340, 256]
     assert report["video"]["seconds"] == np.float64(32 / 30)
     assert set(report["pipelines"]) == set(PIPELINES)

@@ -270,10 +270,16 @@ def test_recall_at_kx():
     assert m.to_json()["recall"] == {"1x": [0.5], "5x": [1.0]}
 
 
-def test_unknown_label_is_an_error_naming_the_file_and_label():
+def test_unknown_label_is_ignored_or_with_strict_an_error_naming_the_file_and_label(caplog):
     db = make_db({"v1": [(0, 10, "A")]})
+    res = {"v1": [det("Zebra", 0.9, 0, 10), det("A", 0.8, 0, 10)]}
+    gt = GroundTruth.from_database(db, source="gt")
+    with caplog.at_level("WARNING"):
+        m = evaluate_detections(gt, Predictions.from_results(res, source="pred"), [0.5])
+    assert m.average_mAP == 1.0 and m.num_detections == 1
+    assert "1 detections with 1 label that is not a class of the ground truth gt" in caplog.text
     with pytest.raises(RgbtadError, match=r"pred: label 'Zebra' \(video 'v1'\) is not a class"):
-        run(db, {"v1": [det("Zebra", 0.9, 0, 10)]})
+        evaluate_detections(gt, Predictions.from_results(res, source="pred"), [0.5], strict=True)
 
 
 def test_in_memory_inputs_agree():
@@ -560,7 +566,7 @@ def test_cli_malformed_prediction_file(small_files, tmp_path, content, message):
     gt, _ = small_files
     pred = tmp_path / "bad.json"
     pred.write_text(content)
-    proc = _cli("--gt", str(gt), "--pred", str(pred))
+    proc = _cli("--gt", str(gt), "--pred", str(pred), "--strict")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and str(pred) in lines[0] and message in lines[0], proc.stderr

@@ -168,8 +168,8 @@ def test_tg_features_match_reference(tmp_path, videos):
 
 def test_bf16_runs_close_to_fp32(tmp_path, videos):
     net = _net("rgb")
-    extract_features(videos[:1], tmp_path / "fp32", backbone=net, **COMMON)
-    extract_features(videos[:1], tmp_path / "bf16", backbone=net, bf16=True, **COMMON)
+    extract_features(videos[:1], tmp_path / "fp32", backbone=net, precision="fp32", **COMMON)
+    extract_features(videos[:1], tmp_path / "bf16", backbone=net, precision="bf16", **COMMON)
     a, b = np.load(tmp_path / "fp32" / "mmaction2_part_0.npy"), np.load(tmp_path / "bf16" / "mmaction2_part_0.npy")
     assert b.dtype == np.float32 and a.shape == b.shape
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95

@@ -19,7 +19,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     from rgbtad.utils.atomic import write_json
 
     metrics = evaluate_detection_files(
-        args.gt, args.pred, split=args.split, tiou_thresholds=parse_tiou(args.tiou)
+        args.gt, args.pred, split=args.split, tiou_thresholds=parse_tiou(args.tiou),
+        strict=args.strict,
     )
     print(metrics.format_table())
     if args.json:
@@ -85,7 +86,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     from rgbtad.benchmark.demo import run_demo
 
     summary = run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, with_tg=args.with_tg,
-                       jobs=args.jobs)
+                       jobs=args.jobs, precision=args.precision)
     tious = next(iter(summary["models"].values()))["tiou"]
     print(f"{'model':<16}" + "".join(f"{t:>8g}" for t in tious) + f"{'avg':>8}")
     for name, m in summary["models"].items():
@@ -103,7 +104,14 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--jobs", type=int, default=2,
                    help="detectors trained at once, one CPU thread each (default 2)")
+    _add_precision(p)
     p.set_defaults(func=_cmd_demo)
+
+
+def _add_precision(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="backbone arithmetic: auto (default: bfloat16 autocast only where the CPU or GPU runs "
+                        "it natively, else float32), fp32, or bf16 (slow where emulated)")
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
@@ -118,6 +126,12 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, help="write {tiou, mAP, average_mAP} here")
     p.add_argument("--plot", default=None, metavar="PNG",
                    help="write a bar chart of per-class AP (averaged over the thresholds) here")
+    p.add_argument("--strict", action="store_true",
+                   help="fail on a detection whose label is not a class of the ground truth. "
+                        "Default: such detections are ignored, as ActionFormer's evaluator "
+                        "does, with a warning. Either way, detections on videos outside the "
+                        "evaluated ground truth count as false positives of their class "
+                        "(also as the reference does), with a warning")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -196,7 +210,7 @@ def _cmd_extract(args: argparse.Namespace) -> None:
         videos, args.out, backbone=args.backbone, weights=args.weights, modality=args.modality,
         flow_method=args.flow_method, snippet_frames=args.snippet_frames, stride=args.stride, fps=args.fps,
         size=parse_size(args.size), shard=args.shard, device=args.device, batch_size=args.batch_size,
-        bf16=args.bf16, dis_preset=args.dis_preset, flow_dir=args.flow_dir,
+        precision=args.precision, dis_preset=args.dis_preset, flow_dir=args.flow_dir,
     )
     print(report.summary())
     print(f"features in {args.out}")
@@ -225,7 +239,7 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
                    help="process only shard K of N (1-based; default under torchrun: the rank)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=8, help="snippets per forward pass (default 8)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    _add_precision(p)
     p.set_defaults(func=_cmd_extract)
 
 
@@ -289,7 +303,7 @@ def _cmd_detect(args: argparse.Namespace) -> None:
 
     report = detect_videos(args.run_dir, list_videos(args.videos), out=args.out, csv=args.csv,
                            plot_dir=args.plot, min_score=args.min_score, device=args.device, onnx=args.onnx,
-                           batch_size=args.batch_size, progress=not args.quiet)
+                           batch_size=args.batch_size, precision=args.precision, progress=not args.quiet)
     print(report.summary())
     for path in report.outputs:
         print(f"wrote {path}")
@@ -310,6 +324,7 @@ def _add_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--onnx", default=None, metavar="MODEL.onnx",
                    help="run the detector (and the backbone, if exported with it) with ONNX Runtime")
     p.add_argument("--batch-size", type=int, default=8, help="snippets per backbone forward pass (default 8)")
+    _add_precision(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_detect)
 
@@ -322,7 +337,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     settings = BenchSettings(backbone=args.backbone, snippet_frames=args.snippet_frames, stride=args.stride,
                              size=parse_size(args.size), fps=args.fps, batch_size=args.batch_size,
                              repeats=args.repeats, tvl1_pairs=args.tvl1_pairs,
-                             device=args.device, bf16=not args.fp32, detector_width=args.detector_width)
+                             device=args.device, precision=args.precision, detector_width=args.detector_width)
     report = run_bench(args.video, settings, progress=not args.quiet)
     print(format_report(report))
     if args.json:
@@ -346,8 +361,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tvl1-pairs", type=int, default=24,
                    help="TV-L1 frame pairs computed, then extrapolated to the video (default 24; 0: all)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--fp32", action="store_true",
-                   help="backbones in float32 (default: bfloat16 autocast, as `rgbtad extract --bf16`)")
+    _add_precision(p)
     p.add_argument("--detector-width", type=int, default=512,
                    help="channels of the ActionFormer's embedding, neck and heads (default 512, as THUMOS)")
     p.add_argument("--quiet", action="store_true", help="no stage messages")

@@ -38,9 +38,12 @@ def temporal_shift(x: torch.Tensor, num_frames: int, shift_div: int = 8) -> torc
         raise ValueError(f"{nt} frames cannot be split into clips of {num_frames}")
     fold = c // shift_div
     clips = x.view(nt // num_frames, num_frames, c, h, w)
-    out = torch.zeros_like(clips)
+    # every element written once (no zero fill of the whole tensor: 8% of a training step)
+    out = torch.empty_like(clips)
     out[:, :-1, :fold] = clips[:, 1:, :fold]
+    out[:, -1:, :fold] = 0
     out[:, 1:, fold:2 * fold] = clips[:, :-1, fold:2 * fold]
+    out[:, :1, fold:2 * fold] = 0
     out[:, :, 2 * fold:] = clips[:, :, 2 * fold:]
     return out.view(nt, c, h, w)
 

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from rgbtad.errors import RgbtadError
+from rgbtad.precision import cpu_model
 from rgbtad.utils.atomic import write_json, write_npy
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class DemoSettings:
     max_duration: float = 40.0
     snippet_frames: int = 8
     stride: int = 2
+    val_stride: int = 8  # spacing of the backbones' validation snippets (a report only: 4x fewer)
     flow_method: str = "dis"
     clip_epochs: int = 8  # motion backbones
     rgb_clip_epochs: int = 16  # the plain RGB backbone: appearance learns slower
@@ -63,6 +65,7 @@ class DemoSettings:
     detector_dim: int = 128
     detector_epochs: int = 16
     detector_warmup: int = 2
+    classes: tuple[str, ...] | None = None  # action classes of the benchmark (None: all twelve)
 
     @classmethod
     def quick(cls) -> "DemoSettings":
@@ -163,16 +166,23 @@ class StageClock:
 
 
 def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device: str | None = None,
-             with_tg: bool = False, jobs: int = 2) -> dict:
+             with_tg: bool = False, jobs: int = 2, precision: str = "auto") -> dict:
     """Run (or finish) the demo in `out_dir`; return the summary. `with_tg` adds the
     temporal-gradient teacher and its student; `jobs` detectors train at once
-    (`_train_detectors`)."""
+    (`_train_detectors`); `precision` of backbone training and extraction (`rgbtad.precision`:
+    auto picks bfloat16 only where the hardware runs it natively)."""
+    import torch
+
+    from rgbtad.engine.distributed import resolve_device
+    from rgbtad.precision import resolve_precision
+
     if int(jobs) < 1:
         raise RgbtadError(f"invalid jobs {jobs}: must be >= 1")
     settings = DemoSettings.quick() if quick else DemoSettings()
+    precision = resolve_precision(precision, resolve_device(device))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, settings, seed)
+    _check_settings(out, settings, seed, precision)
     clock = StageClock(out / "timings.json")
 
     ann_path = clock.run("data", _generate, out, settings, seed)
@@ -180,32 +190,33 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device:
     clock.run("motion", _motion, videos, out, settings)
     backbones = demo_backbones(with_tg)
     for spec in backbones:
-        clock.run(f"backbone_{spec.name}", _train_backbone, ann_path, out, settings, spec, seed, device)
+        clock.run(f"backbone_{spec.name}", _train_backbone, ann_path, out, settings, spec, seed, device, precision)
     for spec in backbones:
-        clock.run(f"features_{spec.name}", _extract, videos, out, settings, spec, device)
+        clock.run(f"features_{spec.name}", _extract, videos, out, settings, spec, device, precision)
     clock.run("features_two_stream", _concat_features, out, ("rgb", "flow"), "two_stream")
 
     models = demo_models(with_tg)
     results = _train_detectors(models, ann_path, out, settings, seed, device, clock, jobs)
     from rgbtad.benchmark.report import write_report
 
-    summary = {"models": results, "settings": asdict(settings), "seed": seed, "with_tg": with_tg}
+    summary = {"models": results, "settings": asdict(settings), "seed": seed, "with_tg": with_tg,
+               "precision": precision, "cpu": cpu_model(), "torch_threads": torch.get_num_threads()}
     clock.run("report", write_report, out, ann_path, summary, models, clock.timings)
     return summary
 
 
-def _check_settings(out: Path, settings: DemoSettings, seed: int) -> None:
+def _check_settings(out: Path, settings: DemoSettings, seed: int, precision: str) -> None:
     """A demo folder holds one configuration: refuse to mix outputs of different settings.
     (`--with-tg` only adds stages: it may extend a folder made without it.)"""
     import json
 
     path = out / "demo.json"
-    current = {"settings": asdict(settings), "seed": seed}
+    current = json.loads(json.dumps({"settings": asdict(settings), "seed": seed, "precision": precision}))
     if path.is_file():
         previous = json.loads(path.read_text())
         if previous != current:
             raise RgbtadError(f"{out}: holds a demo made with other settings ({path}); "
-                              "use another --out or the same --quick/--seed")
+                              "use another --out or the same --quick/--seed/--precision")
         return
     write_json(path, current)
 
@@ -216,7 +227,7 @@ def _generate(out: Path, settings: DemoSettings, seed: int) -> Path:
     return generate_benchmark(out / "data", num_train=settings.num_train, num_test=settings.num_test,
                               seed=seed, size=settings.size, fps=settings.fps,
                               min_duration=settings.min_duration, max_duration=settings.max_duration,
-                              workers=2)
+                              classes=settings.classes, workers=2)
 
 
 def _motion(videos: list[Path], out: Path, settings: DemoSettings) -> None:
@@ -229,7 +240,7 @@ def _motion(videos: list[Path], out: Path, settings: DemoSettings) -> None:
 
 
 def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, spec: BackboneSpec, seed: int,
-                    device: str | None) -> None:
+                    device: str | None, precision: str) -> None:
     from rgbtad.engine.clip_training import train_clip_backbone
 
     teacher = None if spec.teacher is None else out / "backbones" / f"{spec.teacher}.pt"
@@ -241,22 +252,22 @@ def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, spec: Bac
     train_clip_backbone(
         ann_path, out / "data" / "videos", out / "backbones" / f"{spec.name}.pt",
         backbone=BACKBONE, modality=spec.modality, subset="train", val_subset="test",
-        snippet_frames=settings.snippet_frames, stride=settings.stride, fps=settings.fps,
+        snippet_frames=settings.snippet_frames, stride=settings.val_stride, fps=settings.fps,
         size=settings.size, flow_method=settings.flow_method, flow_dir=out / "flow",
         epochs=epochs, per_class=settings.clip_per_class, seed=seed, device=device, teacher=teacher,
-        distill=spec.distill, init_from=init_from, bf16=True,
+        distill=spec.distill, init_from=init_from, precision=precision,
     )
 
 
 def _extract(videos: list[Path], out: Path, settings: DemoSettings, spec: BackboneSpec,
-             device: str | None) -> None:
+             device: str | None, precision: str) -> None:
     from rgbtad.extraction.extract import extract_features
 
     report = extract_features(
         videos, out / "features" / spec.name, backbone=BACKBONE, weights=str(out / "backbones" / f"{spec.name}.pt"),
         modality=spec.modality, flow_method=settings.flow_method, snippet_frames=settings.snippet_frames,
         stride=settings.stride, fps=settings.fps, size=settings.size, device=device, batch_size=32,
-        bf16=True, flow_dir=out / "flow" if spec.modality == "flow" else None,
+        precision=precision, flow_dir=out / "flow" if spec.modality == "flow" else None,
     )
     if not report.ok:
         raise RgbtadError(f"feature extraction ({spec.name}) failed for some videos:\n{report.summary()}")

@@ -19,7 +19,8 @@ def write_report(out: Path, ann_path: Path, summary: dict, models: list, timings
     metrics = summary["models"]
     write_json(out / "summary.json", {
         "models": {name: {key: m[key] for key in SUMMARY_KEYS} for name, m in metrics.items()},
-        "settings": summary["settings"], "seed": summary["seed"],
+        "settings": summary["settings"], "seed": summary["seed"], "precision": summary["precision"],
+        "cpu": summary["cpu"], "torch_threads": summary["torch_threads"],
     })
     plots = out / "plots"
     plot_model_comparison({name: {key: m[key] for key in SUMMARY_KEYS} for name, m in metrics.items()},
@@ -40,7 +41,8 @@ def _markdown(summary: dict, models: list, timings: dict, timelines: list[Path],
     metrics = summary["models"]
     tious = next(iter(metrics.values()))["tiou"]
     lines = ["# rgbtad demo: the built-in synthetic benchmark", "",
-             f"Seed {summary['seed']}; settings: "
+             f"Seed {summary['seed']}; backbone precision {summary['precision']} on {summary['cpu']} "
+             f"({summary['torch_threads']} torch threads); settings: "
              + ", ".join(f"{k}={v}" for k, v in summary["settings"].items()), "",
              "## mAP (%) on the test split", "",
              "| model | " + " | ".join(f"{t:g}" for t in tious) + " | avg | what it is |",

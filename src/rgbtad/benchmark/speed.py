@@ -74,7 +74,7 @@ class BenchSettings:
     short_stage_s: float = 2.0  # stages faster than this are repeated
     tvl1_pairs: int = 24  # TV-L1 frame pairs actually computed (0: all)
     device: str | None = None
-    bf16: bool = True  # bfloat16 autocast for the backbones (1.8x faster on this CPU)
+    precision: str = "auto"  # backbones: auto (bf16 where native, `rgbtad.precision`), fp32 or bf16
 
 
 # --------------------------------------------------------------------------- timing helpers
@@ -192,12 +192,14 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
     from rgbtad.engine.distributed import resolve_device
     from rgbtad.engine.inference import predict_video
     from rgbtad.extraction.extract import snippet_encoder
+    from rgbtad.precision import cpu_model, native_bf16, resolve_precision
     from rgbtad.video.motion import motion_chunks
     from rgbtad.video.sampling import num_snippets
 
     settings = settings or BenchSettings()
     video = Path(video)
     device = resolve_device(settings.device)
+    precision = resolve_precision(settings.precision, device)
     n, stride = int(settings.snippet_frames), int(settings.stride)
     if n < 2 or stride < 1 or settings.batch_size < 1:
         raise RgbtadError(f"invalid bench settings ({n} frames every {stride}, batch {settings.batch_size}): "
@@ -210,7 +212,7 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
     def encoder(modality):
         net = _backbone(settings.backbone, modality)
         return snippet_encoder(net, snippet_frames=n, stride=stride, modality=modality, device=str(device),
-                               batch_size=settings.batch_size, bf16=settings.bf16)
+                               batch_size=settings.batch_size, precision=precision)
 
     # decoding: one decode per pipeline, round-robin (the frames of the last one are kept)
     say(f"decoding {video.name} (once per pipeline)")
@@ -316,9 +318,10 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
         "pipelines": {}, "ratios": {},
         "video": {"path": str(video), "seconds": num_frames / info["fps"], "frames": num_frames, "fps": info["fps"],
                   "size": info["source_size"], "processed_size": info["size"]},
-        "settings": {**asdict(settings), "device": str(device)},
+        "settings": {**asdict(settings), "device": str(device), "precision": precision},
         "environment": {"torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-                        "torch": torch.__version__, "machine": platform.machine()},
+                        "torch": torch.__version__, "machine": platform.machine(), "cpu": cpu_model(),
+                        "native_bf16": native_bf16(device)},
     }
     for name in PIPELINES:
         ordered = {key: stages[name][key] for key in order if key in stages[name]}
@@ -337,6 +340,8 @@ def format_report(report: dict) -> str:
     v = report["video"]
     lines = [f"video: {v['path']} ({v['seconds']:.1f} s, {v['frames']} frames at {v['fps']:g} fps, "
              f"{v['size'][0]}x{v['size'][1]} -> {v['processed_size'][0]}x{v['processed_size'][1]})",
+             f"backbones in {report['settings']['precision']} on {report['environment']['cpu']} "
+             f"({report['environment']['torch_threads']} torch threads)",
              f"{'pipeline':<18}" + "".join(f"{name:>15}" for name in names) + f"{'total':>11}"]
     for pipe, data in report["pipelines"].items():
         cells = []

@@ -78,7 +78,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -400,13 +400,15 @@ def plan_timeline(*, size: int, fps: float, min_duration: float, max_duration: f
     return num_frames, lengths, gaps
 
 
-def deal_labels(num_instances: int, seed_key: list[int]) -> list[int]:
-    """Class ids for the instances of a subset: successive seeded permutations of all classes,
-    so that the counts are balanced and every class appears once there are enough instances."""
+def deal_labels(num_instances: int, seed_key: list[int], classes: tuple[int, ...] | None = None) -> list[int]:
+    """Class ids (indices into `CLASSES`) for the instances of a subset: successive seeded
+    permutations of `classes` (default: all), so that the counts are balanced and every class
+    appears once there are enough instances."""
+    pool = tuple(range(len(CLASSES))) if classes is None else tuple(classes)
     rng = np.random.default_rng(np.random.SeedSequence(list(seed_key)))
     labels: list[int] = []
     while len(labels) < num_instances:
-        labels.extend(int(c) for c in rng.permutation(len(CLASSES)))
+        labels.extend(pool[int(c)] for c in rng.permutation(len(pool)))
     return labels[:num_instances]
 
 
@@ -749,17 +751,31 @@ def _check_settings(num_train, num_test, size, fps, min_duration, max_duration) 
                           f"{2 * MIN_GAP_S + MIN_INSTANCE_S + 0.5:.1f} s")
 
 
+def class_indices(classes: Sequence[str] | None) -> tuple[int, ...] | None:
+    """Indices into `CLASSES` of a subset of class names (None: all classes), checked."""
+    if classes is None:
+        return None
+    known = {c.name: i for i, c in enumerate(CLASSES)}
+    unknown = [name for name in classes if name not in known]
+    if unknown or not classes or len(set(classes)) != len(classes):
+        raise RgbtadError(f"invalid class subset {list(classes)}: need distinct names among {', '.join(known)}")
+    return tuple(sorted(known[name] for name in classes))
+
+
 def plan_benchmark(*, num_train: int, num_test: int, seed: int, size: int, fps: float,
                    min_duration: float = DEFAULTS["min_duration"],
-                   max_duration: float = DEFAULTS["max_duration"]) -> list[VideoPlan]:
-    """The plans of every video (timelines, objects, nuisance); no rendering."""
+                   max_duration: float = DEFAULTS["max_duration"],
+                   classes: Sequence[str] | None = None) -> list[VideoPlan]:
+    """The plans of every video (timelines, objects, nuisance); no rendering. `classes`: the
+    action classes to deal (names; default all); nuisance objects are the same either way."""
     _check_settings(num_train, num_test, size, fps, min_duration, max_duration)
+    pool = class_indices(classes)
     plans = []
     for subset_index, (subset, count) in enumerate((("train", num_train), ("test", num_test))):
         keys = [[int(seed), subset_index, index] for index in range(int(count))]
         timelines = [plan_timeline(size=int(size), fps=float(fps), min_duration=float(min_duration),
                                    max_duration=float(max_duration), seed_key=key) for key in keys]
-        labels = deal_labels(sum(len(t[1]) for t in timelines), [int(seed), subset_index, 2**20])
+        labels = deal_labels(sum(len(t[1]) for t in timelines), [int(seed), subset_index, 2**20], pool)
         used = 0
         for index, (key, timeline) in enumerate(zip(keys, timelines)):
             n = len(timeline[1])
@@ -769,7 +785,9 @@ def plan_benchmark(*, num_train: int, num_test: int, seed: int, size: int, fps: 
     return plans
 
 
-def _annotations(plans: list[VideoPlan]) -> dict:
+def _annotations(plans: list[VideoPlan], classes: tuple[int, ...] | None) -> dict:
+    """ActionFormer annotations; label ids number the benchmark's classes in `CLASSES` order."""
+    label_ids = {c: i for i, c in enumerate(range(len(CLASSES)) if classes is None else classes)}
     database = {}
     for plan in plans:
         database[plan.video_id] = {
@@ -777,7 +795,7 @@ def _annotations(plans: list[VideoPlan]) -> dict:
             "duration": round(plan.num_frames / plan.fps, 6),
             "fps": plan.fps,
             "annotations": [
-                {"label": CLASSES[label].name, "label_id": int(label),
+                {"label": CLASSES[label].name, "label_id": label_ids[label],
                  "segment": [round(a0 / plan.fps, 6), round(a1 / plan.fps, 6)]}
                 for a0, a1, label in plan.instances
             ],
@@ -790,13 +808,14 @@ def generate_benchmark(out_dir: str | Path, *, num_train: int = DEFAULTS["num_tr
                        size: int = DEFAULTS["size"], fps: float = DEFAULTS["fps"],
                        min_duration: float = DEFAULTS["min_duration"],
                        max_duration: float = DEFAULTS["max_duration"], workers: int = 1,
-                       progress: bool = True) -> Path:
+                       classes: Sequence[str] | None = None, progress: bool = True) -> Path:
     """Write the benchmark (videos, ``annotations.json``, ``benchmark.json``) into `out_dir`.
 
     Returns the path of ``annotations.json``. Square ``size x size`` frames at ``fps``;
     video durations uniform in ``[min_duration, max_duration]`` seconds. A finished benchmark
     with the same settings is reused; a folder holding one made with other settings is an
-    error. `workers` > 1 renders videos in that many processes (same output).
+    error. `workers` > 1 renders videos in that many processes (same output). `classes`: a
+    subset of the class names to use (default: all twelve).
     """
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
@@ -804,8 +823,11 @@ def generate_benchmark(out_dir: str | Path, *, num_train: int = DEFAULTS["num_tr
     settings = {"format": FORMAT, "num_train": int(num_train), "num_test": int(num_test), "seed": int(seed),
                 "size": int(size), "fps": float(fps), "min_duration": float(min_duration),
                 "max_duration": float(max_duration)}
+    pool = class_indices(classes)
+    if pool is not None:
+        settings["classes"] = [CLASSES[i].name for i in pool]
     plans = plan_benchmark(num_train=num_train, num_test=num_test, seed=seed, size=size, fps=fps,
-                           min_duration=min_duration, max_duration=max_duration)
+                           min_duration=min_duration, max_duration=max_duration, classes=classes)
     meta_path, ann_path = out_dir / METADATA_FILE, out_dir / ANNOTATION_FILE
     if meta_path.is_file():
         try:
@@ -822,10 +844,10 @@ def generate_benchmark(out_dir: str | Path, *, num_train: int = DEFAULTS["num_tr
     elif ann_path.exists():
         raise RgbtadError(f"{ann_path}: exists but {METADATA_FILE} is missing; use another folder")
 
-    annotations = _annotations(plans)
+    annotations = _annotations(plans, pool)
     meta = {
         "settings": settings,
-        "classes": [asdict(c) for c in CLASSES],
+        "classes": [asdict(c) for i, c in enumerate(CLASSES) if pool is None or i in pool],
         "statistics": {subset: annotation_statistics(annotations["database"], subset) for subset in SUBSETS
                        if any(p.subset == subset for p in plans)},
         "files": {"annotations": ANNOTATION_FILE, "videos": f"{VIDEO_DIR}/<video_id>.mp4"},

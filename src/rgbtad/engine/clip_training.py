@@ -80,6 +80,7 @@ from typing import Any
 import numpy as np
 
 from rgbtad.errors import RgbtadError
+from rgbtad.precision import autocast, resolve_precision
 from rgbtad.utils.atomic import atomic_path, write_json
 from rgbtad.video.decode import Size, VideoReader
 from rgbtad.video.motion import DEFAULT_BOUND, motion_chunks
@@ -349,7 +350,7 @@ def train_clip_backbone(
     temperature: float = 2.0,
     mimic_weight: float = 1.0,
     init_from: str | Path | None = None,
-    bf16: bool = False,
+    precision: str = "auto",
     progress: bool = True,
 ) -> ClipTrainingResult:
     """Train `backbone` for `modality` as a snippet classifier on `subset`; save its weights.
@@ -362,14 +363,16 @@ def train_clip_backbone(
     backbone trained by this function on the same snippets (its JSON beside it), frozen and
     distilled into this one as `distill` says (module doc). `init_from`: weights of a backbone
     trained by this function (same backbone, modality and options) to start from instead of a
-    random initialisation; the classifier always starts afresh. `bf16`: bfloat16 autocast for
-    the forward passes (weights and optimizer stay float32; 1.6x faster per step on a CPU with
-    AVX512-BF16, slower on one without). Returns a
+    random initialisation; the classifier always starts afresh. `precision`: ``auto``
+    (bfloat16 autocast for the forward passes where the device runs it natively,
+    `rgbtad.precision`), ``fp32`` or ``bf16``; weights and optimizer stay float32 (bf16: 1.6x
+    faster per step on a CPU with AVX512-BF16, 14x slower on one without). Returns a
     `ClipTrainingResult`; see the module doc for the files.
     """
     import torch
 
     from rgbtad.backbones import create_backbone
+    from rgbtad.backbones.layers import channels_last_if_2d
     from rgbtad.data.annotations import load_annotations
     from rgbtad.extraction.extract import check_snippet_settings
 
@@ -392,6 +395,9 @@ def train_clip_backbone(
 
     ann = load_annotations(annotations)
     class_names = list(ann.class_names) + [BACKGROUND]
+    dev = torch.device(device) if device not in (None, "", "auto") else \
+        torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision(precision, dev)
     settings = _settings(
         annotations=str(Path(annotations).resolve()), videos_dir=str(videos_dir.resolve()), backbone=backbone,
         modality=modality, subset=subset, val_subset=val_subset, snippet_frames=int(snippet_frames),
@@ -402,7 +408,7 @@ def train_clip_backbone(
         flow_dir=None if flow_dir is None else str(Path(flow_dir).resolve()),
         epochs=int(epochs), per_class=int(per_class), background_factor=float(background_factor),
         batch_size=int(batch_size), lr=float(lr), weight_decay=float(weight_decay), dropout=float(dropout),
-        augment=bool(augment), seed=int(seed), backbone_kwargs=dict(backbone_kwargs or {}), bf16=bool(bf16))
+        augment=bool(augment), seed=int(seed), backbone_kwargs=dict(backbone_kwargs or {}), precision=precision)
     if init_from is not None:
         settings["init_from"] = str(Path(init_from).resolve())
     if teacher is not None:
@@ -437,9 +443,7 @@ def train_clip_backbone(
                 raise RgbtadError(f"{backbone}: decomposed distillation splits the feature in halves; "
                                   f"its width {net.feature_dim} is odd")
             head = torch.nn.Linear(int(net.feature_dim) // (2 if decomposed else 1), len(class_names))
-        dev = torch.device(device) if device not in (None, "", "auto") else \
-            torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        net.to(dev)
+        channels_last_if_2d(net.to(dev))
         head.to(dev)
         frozen = None
         if teacher is not None:
@@ -500,7 +504,7 @@ def train_clip_backbone(
                     chunk = items[i:i + int(batch_size)]
                     x = store.batch([it for it, _ in chunk], aug_rng if augment else None).to(dev)
                     y = torch.tensor([label for _, label in chunk], dtype=torch.long, device=dev)
-                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bool(bf16)):
+                    with autocast(precision, dev):
                         features = net(x)
                         if frozen is None:
                             logits = head(drop(features))
@@ -535,12 +539,12 @@ def train_clip_backbone(
                 half = head.in_features
                 branches = {"appearance": lambda f: head(f[:, :half]), "motion": lambda f: head(f[:, half:])}
                 reports = evaluate_snippets(net, {"fused": _fused(branches), **branches}, val_store, val_split,
-                                            class_names, batch_size=64, device=dev, bf16=bf16)
+                                            class_names, batch_size=64, device=dev, precision=precision)
                 val = reports["fused"]
                 val["branches"] = {name: reports[name]["balanced_accuracy"] for name in branches}
             else:
                 val = evaluate_snippets(net, {"head": head}, val_store, val_split, class_names, batch_size=64,
-                                        device=dev, bf16=bf16)["head"]
+                                        device=dev, precision=precision)["head"]
         net.cpu()
         head.cpu()
         with atomic_path(head_path, suffix=".tmp.pt") as tmp:
@@ -560,18 +564,17 @@ def train_clip_backbone(
 
 
 def evaluate_snippets(net, heads: dict, store: _VideoStore, split: _Split, class_names: list[str], *,
-                      batch_size: int = 64, device=None, bf16: bool = False) -> dict[str, dict]:
+                      batch_size: int = 64, device=None, precision: str = "fp32") -> dict[str, dict]:
     """Accuracy of every classifier in `heads` (name -> callable from features to logits) on
     every labelled snippet of `split`, from one forward pass of `net` per snippet: overall,
     class-balanced, per class, and the confusion matrix (rows: truth, columns: prediction).
-    `bf16`: bfloat16 autocast, as in training."""
+    `precision`: ``fp32`` or ``bf16`` (resolved, `rgbtad.precision`), as in training."""
     import torch
 
     items = [(it, label) for label, lst in enumerate(split.by_class) for it in lst]
     k = len(class_names)
     confusions = {name: np.zeros((k, k), dtype=np.int64) for name in heads}
-    device_type = torch.device(device).type if device is not None else "cpu"
-    with torch.inference_mode(), torch.autocast(device_type, dtype=torch.bfloat16, enabled=bool(bf16)):
+    with torch.inference_mode(), autocast(precision, device if device is not None else "cpu"):
         for i in range(0, len(items), batch_size):
             chunk = items[i:i + batch_size]
             x = store.batch([it for it, _ in chunk])
@@ -614,6 +617,7 @@ class _Teacher:
         import torch
 
         from rgbtad.backbones import create_backbone
+        from rgbtad.backbones.layers import channels_last_if_2d
 
         weights = Path(weights)
         summary = load_clip_summary(weights)
@@ -634,6 +638,7 @@ class _Teacher:
             raise RgbtadError(f"{head_path}: cannot load the teacher's classifier ({err})") from None
         for module in (net, head):
             module.to(device).eval().requires_grad_(False)
+        channels_last_if_2d(net)
         store = _VideoStore(s["modality"], snippet_frames, net.input_mean, net.input_std)
         return cls(weights, summary, net, head, store)
 

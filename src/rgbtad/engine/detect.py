@@ -80,7 +80,7 @@ class Detector:
 
     def __init__(self, *, cfg, class_names: list[str], model: torch.nn.Module, backbone: torch.nn.Module,
                  spec: dict, device: torch.device, forward=None, batch_size: int = 8,
-                 bf16: bool = False, progress: bool = False, run_dir: Path | None = None):
+                 precision: str = "auto", progress: bool = False, run_dir: Path | None = None):
         from rgbtad.data.features import parse_channels
         from rgbtad.extraction.extract import snippet_encoder
 
@@ -109,16 +109,18 @@ class Detector:
                 f"{cfg.data.feat_stride} (data.num_frames / data.feat_stride)")
         self.encoder = snippet_encoder(backbone, snippet_frames=spec["snippet_frames"], stride=spec["stride"],
                                        fps=spec["fps"], size=spec["size"], device=str(device),
-                                       batch_size=batch_size, bf16=bf16, progress=progress)
+                                       batch_size=batch_size, precision=precision, progress=progress)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | torch.device | None = None,
-                 onnx: str | Path | None = None, *, batch_size: int = 8, bf16: bool | None = None,
+                 onnx: str | Path | None = None, *, batch_size: int = 8, precision: str = "auto",
                  progress: bool = False) -> "Detector":
         """The detector and backbone of run directory `run_dir` on `device` (default: CUDA
         when available). `onnx`: an ``rgbtad export`` file to run the detector (and the
-        backbone, if exported with it) with ONNX Runtime. `bf16`: bfloat16 autocast for the
-        backbone (default: as the features were extracted)."""
+        backbone, if exported with it) with ONNX Runtime. `precision` of the backbone:
+        ``auto`` (bfloat16 autocast where the device runs it natively, `rgbtad.precision`),
+        ``fp32`` or ``bf16``; it need not be the one the training features were made with
+        (bf16 and fp32 features agree to about 1e-2)."""
         from rgbtad.engine.distributed import resolve_device
         from rgbtad.engine.run_dir import load_backbone_spec, load_run
         from rgbtad.extraction.extract import load_backbone
@@ -155,9 +157,8 @@ class Detector:
             backbone.input_std = tuple(float(v) for v in spec["input_std"])
         if len(tuple(backbone.input_mean)) != 3 or len(tuple(backbone.input_std)) != 3:
             raise RgbtadError(f"{run_dir}: input_mean and input_std need 3 values (RGB)")
-        use_bf16 = spec["precision"] == "bf16" if bf16 is None else bool(bf16)
         return cls(cfg=cfg, class_names=class_names, model=model, backbone=backbone, spec=spec,
-                   device=torch_device, forward=forward, batch_size=batch_size, bf16=use_bf16,
+                   device=torch_device, forward=forward, batch_size=batch_size, precision=precision,
                    progress=progress, run_dir=run_dir)
 
     # ------------------------------------------------------------------ steps
@@ -242,7 +243,7 @@ class DetectReport:
 def detect_videos(run_dir: str | Path, videos: Sequence[str | Path], *, out: str | Path,
                   csv: str | Path | None = None, plot_dir: str | Path | None = None, min_score: float = 0.0,
                   device: str | None = None, onnx: str | Path | None = None, batch_size: int = 8,
-                  progress: bool = True) -> DetectReport:
+                  precision: str = "auto", progress: bool = True) -> DetectReport:
     """`rgbtad detect`: detections of `videos` into ActivityNet results JSON `out` (and CSV,
     and a timeline PNG per video under `plot_dir`). Failed videos are reported, not written."""
     from rgbtad.data.results import write_results_csv, write_results_json
@@ -252,7 +253,8 @@ def detect_videos(run_dir: str | Path, videos: Sequence[str | Path], *, out: str
         raise RgbtadError(f"{out}: is a folder, expected a results JSON file name")
     if plot_dir is not None and Path(plot_dir).exists() and not Path(plot_dir).is_dir():
         raise RgbtadError(f"{plot_dir}: exists and is not a folder")
-    detector = Detector.from_run(run_dir, device=device, onnx=onnx, batch_size=batch_size, progress=progress)
+    detector = Detector.from_run(run_dir, device=device, onnx=onnx, batch_size=batch_size, precision=precision,
+                                 progress=progress)
     results, failures = detector.detect_many(videos, min_score=min_score)
     by_video = {r.video_id: r.to_results() for r in results}
     outputs = [write_results_json(out, by_video)]

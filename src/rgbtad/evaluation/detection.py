@@ -32,14 +32,22 @@ Decisions where the reference is silent or fragile:
 
 * Detections are matched to classes by label *name* against the ground truth's label
   names (``label -> label_id``). A name that is not a class anywhere in the ground-truth
-  file is an `RgbtadError` naming both files (a typo or the wrong dataset). A class that
-  exists in the file but has no instance in the evaluated split cannot affect any AP and
-  is dropped (the reference leaves such label ids unmapped, where they can collide with
-  another class's index; it never happens when the split holds all classes, as THUMOS14's
-  test split does).
-* Detections on videos outside the evaluated split, or absent from the ground truth, are
-  false positives of their class, as in the reference (it does not filter by video); a
-  warning says how many there are.
+  file (a model trained on more classes than the split's ground truth, or a typo) is
+  ignored: it counts in no class's AP or recall, as in the reference, whose
+  ``label -> class index`` replacement leaves such a label unmapped so that it never joins
+  a class's group. With ``strict=True`` (``rgbtad evaluate --strict``) such a name is an
+  `RgbtadError` naming both files instead. A class that exists in the file but has no
+  instance in the evaluated split cannot affect any AP and is dropped (the reference
+  leaves such label ids unmapped, where they can collide with another class's index; it
+  never happens when the split holds all classes, as THUMOS14's test split does).
+* Detections (of a ground-truth class) on videos outside the evaluated split, or absent
+  from the ground-truth file, are false positives of their class, as in the reference: it
+  does not filter by video, and a video without ground truth of the class fails its
+  ``groupby('video-id').get_group`` and is counted ``fp = 1``. They lower precision,
+  never recall. ``strict`` does not change this.
+* Whatever was ignored or counted as off-split false positives is reported in one warning
+  line (logger ``rgbtad.evaluation.detection``) naming the unknown labels and the videos,
+  with the number of detections affected; the same text is in `DetectionMetrics.notes`.
 * A results file that is malformed (not JSON, no ``results``, a missing field, a
   non-numeric score or segment) is an `RgbtadError` naming the file and the entry.
 
@@ -192,24 +200,36 @@ class DetectionMetrics:
 
 
 def evaluate_detection_files(gt_path: str | Path, pred_path: str | Path, split: str | None = None,
-                             tiou_thresholds: Sequence[float] | None = None) -> DetectionMetrics:
-    """Evaluate an ActivityNet results file against an ActionFormer ground-truth file."""
+                             tiou_thresholds: Sequence[float] | None = None, *,
+                             strict: bool = False) -> DetectionMetrics:
+    """Evaluate an ActivityNet results file against an ActionFormer ground-truth file.
+
+    Detections whose label is not a class of the ground-truth file are ignored, and those
+    on videos outside the evaluated ground truth are false positives, both as in the
+    reference and with one warning; ``strict=True`` makes an unknown label an error.
+    """
     gt = load_ground_truth(gt_path, split)
     preds = load_predictions(pred_path)
-    return evaluate_detections(gt, preds, tiou_thresholds)
+    return evaluate_detections(gt, preds, tiou_thresholds, strict=strict)
 
 
 def evaluate_detections(ground_truth: GroundTruth | str | Path | Any,
                         predictions: Predictions | Mapping[str, Sequence[Mapping]] | str | Path,
                         tiou_thresholds: Sequence[float] | None = None,
                         split: str | None = None,
-                        top_k: Sequence[int] = RECALL_TOP_K) -> DetectionMetrics:
+                        top_k: Sequence[int] = RECALL_TOP_K, *,
+                        strict: bool = False) -> DetectionMetrics:
     """Evaluate in memory.
 
     `ground_truth`: a `GroundTruth`, a path to an ActionFormer JSON file, or an
     `AnnotationSet` (see `GroundTruth.from_annotation_set` about clipped segments); `split`
     selects the subset for the last two. `predictions`: a `Predictions`, a
     ``{video_id: [{"label", "score", "segment"}]}`` mapping, or a results-file path.
+
+    A detection whose label name is not a class of the ground truth is ignored (as the
+    reference does) unless `strict`, where it is an `RgbtadError`; a detection on a video
+    outside the evaluated ground truth is a false positive of its class. Both are reported
+    in one warning line (see the module docstring).
     """
     if isinstance(ground_truth, GroundTruth):
         gt = ground_truth
@@ -228,21 +248,26 @@ def evaluate_detections(ground_truth: GroundTruth | str | Path | Any,
     else:
         preds = Predictions.from_results(predictions)
     thresholds = parse_tiou(THUMOS_TIOU if tiou_thresholds is None else tiou_thresholds)
-    return _evaluate(gt, preds, thresholds, tuple(int(k) for k in top_k))
+    return _evaluate(gt, preds, thresholds, tuple(int(k) for k in top_k), strict=strict)
 
 
 # ----------------------------------------------------------------------------------------
 # Implementation
 
 
-def _class_of_detections(gt: GroundTruth, preds: Predictions) -> np.ndarray:
-    """Class index (into gt.class_ids) of every detection; -1 for classes not in the split."""
+def _class_of_detections(gt: GroundTruth, preds: Predictions,
+                         strict: bool) -> tuple[np.ndarray, dict[str, int]]:
+    """Class index (into gt.class_ids) of every detection, -1 for those not evaluated (class
+    not in the split, or label name unknown to the ground truth); and the unknown names
+    with their detection counts, in first-seen order (an error instead when `strict`)."""
+    unknown_counts: dict[str, int] = {}
     if preds.labels_are_ids:
         ids = np.asarray(preds.labels, dtype=np.int64)
+        known = None
     else:
         names = gt.label_ids
         unknown = set(preds.labels).difference(names)
-        if unknown:
+        if unknown and strict:
             first = next(i for i, lab in enumerate(preds.labels) if lab in unknown)
             vid = preds.video_ids[int(preds.video[first])]
             more = f" (and {len(unknown) - 1} other unknown labels)" if len(unknown) > 1 else ""
@@ -250,14 +275,33 @@ def _class_of_detections(gt: GroundTruth, preds: Predictions) -> np.ndarray:
                 f"{preds.source}: label '{preds.labels[first]}' (video '{vid}') is not a class "
                 f"of the ground truth {gt.source}{more}"
             )
-        ids = np.fromiter((names[x] for x in preds.labels), dtype=np.int64, count=len(preds.labels))
+        if unknown:
+            for lab in preds.labels:
+                if lab in unknown:
+                    unknown_counts[lab] = unknown_counts.get(lab, 0) + 1
+            known = np.fromiter((lab not in unknown for lab in preds.labels), dtype=bool,
+                                count=len(preds.labels))
+            ids = np.fromiter((names.get(x, 0) for x in preds.labels), dtype=np.int64,
+                              count=len(preds.labels))
+        else:
+            known = None
+            ids = np.fromiter((names[x] for x in preds.labels), dtype=np.int64,
+                              count=len(preds.labels))
     class_ids = np.asarray(gt.class_ids, dtype=np.int64)  # sorted
     pos = np.minimum(np.searchsorted(class_ids, ids), len(class_ids) - 1)
-    return np.where(class_ids[pos] == ids, pos, -1)
+    cls = np.where(class_ids[pos] == ids, pos, -1)
+    if known is not None:
+        cls[~known] = -1
+    return cls, unknown_counts
+
+
+def _listed(items: Sequence[str], limit: int) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def _evaluate(gt: GroundTruth, preds: Predictions, thresholds: list[float],
-              top_k: tuple[int, ...]) -> DetectionMetrics:
+              top_k: tuple[int, ...], strict: bool = False) -> DetectionMetrics:
     if gt.num_instances == 0:
         raise RgbtadError(f"{gt.source}: no ground-truth instances to evaluate against")
     thr = np.asarray(thresholds, dtype=np.float64)
@@ -266,10 +310,19 @@ def _evaluate(gt: GroundTruth, preds: Predictions, thresholds: list[float],
     notes: list[str] = []
 
     # --- detections as arrays, restricted to the split's classes (input order kept) ---
-    det_class = _class_of_detections(gt, preds)
+    det_class, unknown_labels = _class_of_detections(gt, preds, strict)
     keep = det_class >= 0
-    if not keep.all():
-        notes.append(f"{int((~keep).sum())} detections of classes absent from the evaluated "
+    n_unknown = sum(unknown_labels.values())
+    if unknown_labels:
+        counts = [f"'{name}' ({n})" for name, n in unknown_labels.items()]
+        plural = "s that are not classes" if len(unknown_labels) > 1 else " that is not a class"
+        notes.append(
+            f"{n_unknown} detections with {len(unknown_labels)} label{plural} of the ground "
+            f"truth {gt.source} were ignored: {_listed(counts, 10)}"
+        )
+    n_absent = int((~keep).sum()) - n_unknown
+    if n_absent:
+        notes.append(f"{n_absent} detections of classes absent from the evaluated "
                      "ground truth were ignored")
     # map prediction videos to ground-truth video indices; others get fresh indices
     n_gt_videos = len(gt.video_ids)
@@ -289,9 +342,13 @@ def _evaluate(gt: GroundTruth, preds: Predictions, thresholds: list[float],
     n_det = det_score.shape[0]
     off_split = det_video >= n_gt_videos
     if off_split.any():
+        off_videos = np.unique(det_video[off_split])  # first-seen order: indices grow with it
+        names = [f"'{preds.video_ids[i]}'" for i in np.flatnonzero(np.isin(vid_map, off_videos))]
+        where = f" (split '{gt.split}')" if gt.split is not None else ""
         notes.append(
-            f"{int(off_split.sum())} detections on {len(np.unique(det_video[off_split]))} videos "
-            "that are not in the evaluated ground truth count as false positives"
+            f"{int(off_split.sum())} detections on {len(off_videos)} videos "
+            f"that are not in the evaluated ground truth{where} count as false positives: "
+            f"{_listed(names, 5)}"
         )
     n_videos_all = n_gt_videos + outside
 
@@ -388,8 +445,9 @@ def _evaluate(gt: GroundTruth, preds: Predictions, thresholds: list[float],
         recall[:, :, c] = hits[c] / npos[c]
     mean_recall = recall.mean(axis=2) if n_cls else np.zeros((n_thr, n_k))
 
-    for note in notes:
-        log.warning("%s", note)
+    if notes:  # one line, whatever the number of kinds
+        where = f"{preds.source}: " if preds.source != "<memory>" else ""
+        log.warning("%s%s", where, "; ".join(notes))
     return DetectionMetrics(
         tiou=list(thresholds),
         mAP=m_ap,

@@ -59,6 +59,7 @@ import numpy as np
 
 from rgbtad.errors import RgbtadError
 from rgbtad.extraction.common import BatchReport, failure_message, resolve_shard, select_shard
+from rgbtad.precision import autocast, resolve_precision
 from rgbtad.utils.atomic import write_json, write_npy
 from rgbtad.video.decode import Size, VideoReader, output_size, video_stem
 from rgbtad.video.motion import (
@@ -174,21 +175,18 @@ def _inference_copy(net):
     convolutions (an ONNX Runtime backbone, `rgbtad.engine.export.OrtBackbone`) is used as is."""
     import torch
 
-    from rgbtad.backbones.layers import fold_batch_norms
+    from rgbtad.backbones.layers import channels_last_if_2d, fold_batch_norms
 
     if not any(isinstance(m, (torch.nn.Conv2d, torch.nn.Conv3d)) for m in net.modules()):
         return net
-    folded = fold_batch_norms(net)
-    if not any(isinstance(m, torch.nn.Conv3d) for m in folded.modules()):
-        folded = folded.to(memory_format=torch.channels_last)
-    return folded
+    return channels_last_if_2d(fold_batch_norms(net))
 
 
 class _Extractor:
     """Holds the backbone and settings; `run(video)` returns (features, video entry)."""
 
     def __init__(self, net, *, modality, flow_method, flow_bound, dis_preset, snippet_frames, stride,
-                 fps, size, device, batch_size, bf16, flow_dir, progress):
+                 fps, size, device, batch_size, precision, flow_dir, progress):
         import torch
 
         self.torch = torch
@@ -203,7 +201,7 @@ class _Extractor:
         self.size = size
         self.device = device
         self.batch_size = batch_size
-        self.bf16 = bf16
+        self.precision = precision
         self.flow_dir = Path(flow_dir) if flow_dir is not None else None
         self.progress = progress
         self.mean = torch.tensor(tuple(net.input_mean), dtype=torch.float32, device=device)
@@ -225,12 +223,8 @@ class _Extractor:
     def _forward(self, batch: list[np.ndarray]) -> np.ndarray:
         torch = self.torch
         x = self._to_input(np.stack(batch))
-        with torch.inference_mode():
-            if self.bf16:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                    y = self.net(x)
-            else:
-                y = self.net(x)
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            y = self.net(x)
         y = y.float().reshape(len(batch), -1)
         if y.shape[1] != self.feature_dim:
             raise RuntimeError(f"backbone returned {y.shape[1]} features, feature_dim says {self.feature_dim}")
@@ -327,7 +321,7 @@ def extract_features(
     shard: tuple[int, int] | str | None = None,
     device: str | None = None,
     batch_size: int = 8,
-    bf16: bool = False,
+    precision: str = "auto",
     flow_bound: float = DEFAULT_BOUND,
     dis_preset: str = "fast",
     flow_dir: str | Path | None = None,
@@ -338,7 +332,9 @@ def extract_features(
     `backbone` is a registry name (created with `create_backbone(backbone, modality,
     weights=weights)`) or a module following the backbone contract. `shard` is (K, N) or "K/N"
     (1-based); when None under torchrun (WORLD_SIZE > 1) the rank picks the shard. `device`
-    None means CUDA when available. Per-video failures are collected in the report while the
+    None means CUDA when available. `precision`: ``auto`` (bfloat16 autocast where the device
+    runs it natively, `rgbtad.precision`), ``fp32`` or ``bf16``; the one used is recorded in
+    the index settings. Per-video failures are collected in the report while the
     other videos complete; bad settings raise `RgbtadError` at once.
     """
     check_snippet_settings(modality=modality, flow_method=flow_method, dis_preset=dis_preset,
@@ -358,6 +354,7 @@ def extract_features(
         stems[video_stem(v)] = v
 
     dev = _resolve_device(device)
+    precision = resolve_precision(precision, dev)
     net, name = _load_backbone(backbone, modality, weights)
     min_frames = int(getattr(net, "min_frames", 1) or 1)
     if int(snippet_frames) < min_frames:
@@ -374,7 +371,7 @@ def extract_features(
         "stride": int(stride),
         "fps": None if fps is None else float(fps),
         "size": list(size) if isinstance(size, (tuple, list)) else size,
-        "precision": "bf16" if bf16 else "fp32",
+        "precision": precision,
         "feature_dim": int(net.feature_dim),
         "input_mean": [float(v) for v in net.input_mean],
         "input_std": [float(v) for v in net.input_std],
@@ -412,7 +409,7 @@ def extract_features(
 
     extractor = _Extractor(net, modality=modality, flow_method=flow_method, flow_bound=float(flow_bound),
                            dis_preset=dis_preset, snippet_frames=int(snippet_frames), stride=int(stride),
-                           fps=fps, size=size, device=dev, batch_size=int(batch_size), bf16=bf16,
+                           fps=fps, size=size, device=dev, batch_size=int(batch_size), precision=precision,
                            flow_dir=flow_dir, progress=progress)
     from tqdm import tqdm
 
@@ -475,7 +472,7 @@ def check_snippet_settings(*, modality: str, flow_method: str, dis_preset: str, 
 
 def snippet_encoder(net, *, snippet_frames: int, stride: int, modality: str = "rgb",
                     fps: float | None = None, size: Size = None, device: str | None = None,
-                    batch_size: int = 8, bf16: bool = False, flow_method: str = "tvl1",
+                    batch_size: int = 8, precision: str = "auto", flow_method: str = "tvl1",
                     flow_bound: float = DEFAULT_BOUND, dis_preset: str = "fast",
                     progress: bool = False) -> _Extractor:
     """The per-video engine of `extract_features`, for callers that need one video's features
@@ -483,10 +480,11 @@ def snippet_encoder(net, *, snippet_frames: int, stride: int, modality: str = "r
     the video streamed in chunks (same decoding, snippet grid and preprocessing, so the
     features equal those `extract_features` writes), and ``encoder.encode(chunks, length)``
     encodes frames (or motion items) already in memory."""
+    dev = _resolve_device(device)
     return _Extractor(net, modality=modality, flow_method=flow_method, flow_bound=float(flow_bound),
                       dis_preset=dis_preset, snippet_frames=int(snippet_frames), stride=int(stride),
-                      fps=fps, size=size, device=_resolve_device(device), batch_size=int(batch_size),
-                      bf16=bf16, flow_dir=None, progress=progress)
+                      fps=fps, size=size, device=dev, batch_size=int(batch_size),
+                      precision=resolve_precision(precision, dev), flow_dir=None, progress=progress)
 
 
 def load_features(out_dir: str | Path, stem: str) -> np.ndarray:
