@@ -20,6 +20,7 @@ import time
 import torch
 
 from rgbtad.backbones import BACKBONES, create_backbone
+from rgbtad.precision import autocast, cpu_model, native_bf16
 
 QUICK_SKIP = {("slowfast_r50", "bf16"), ("i3d_inception", "bf16")}
 
@@ -31,12 +32,8 @@ def snippets_per_second(net, modality: str, frames: int, size: int, batch: int, 
     x = torch.randn(batch, channels, frames, size, size, device=device)
 
     def once() -> None:
-        with torch.inference_mode():
-            if bf16:
-                with torch.autocast(device.type, dtype=torch.bfloat16):
-                    net(x)
-            else:
-                net(x)
+        with torch.inference_mode(), autocast("bf16" if bf16 else "fp32", device):
+            net(x)
         if device.type == "cuda":
             torch.cuda.synchronize()
 
@@ -65,6 +62,7 @@ def main() -> None:
 
     device = torch.device(args.device)
     torch.manual_seed(0)
+    print(f"{cpu_model() if device.type == 'cpu' else device}, native bf16: {native_bf16(device)}")
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"{args.size}x{args.size}, median of {args.repeats} repeats after a warm-up")
     print("snippets/s as median (best); the best pass is the better guide on a shared machine")

@@ -76,3 +76,14 @@ def test_flow_pairs_needed_by_the_snippet_grid():
     assert flow_pairs_needed(1801, 8, 4) == 448 * 4 + 7   # overlapping: every covered pair (of 1800)
     assert flow_pairs_needed(1800, 8, 1) == 1799
     assert flow_pairs_needed(5, 8, 4) == 4                 # shorter than a snippet: all pairs
+
+
+def test_bench_runs_every_backbone_with_onnx_runtime(shared_data, tmp_path):
+    clip = shared_data / "videos" / "mmaction2_part_0.mp4"
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(clip), "--json", str(out), "--runtime", "onnxruntime", *TINY]) == 0
+    report = json.loads(out.read_text())
+    assert report["settings"]["runtime"] == "onnxruntime" and report["settings"]["precision"] == "fp32"
+    for pipe in report["pipelines"].values():
+        assert pipe["stages"]["rgb_backbone"]["snippets"] == 8
+    assert main(["bench", str(clip), "--runtime", "onnxruntime", "--precision", "bf16", *TINY]) == 2

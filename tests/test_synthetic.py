@@ -196,3 +196,21 @@ def test_cli_synth(tmp_path, capsys):
     rc = main(["synth", str(tmp_path / "bad"), "--size", "31"])
     assert rc == 2
     assert "size" in capsys.readouterr().err
+
+
+def test_a_class_subset_deals_only_those_classes(tmp_path):
+    subset = ["wheel_ccw", "belt_left", "ball_bounce"]
+    ann = generate_benchmark(tmp_path / "sub", seed=3, classes=subset, **{**SMALL, "num_train": 4, "num_test": 0})
+    loaded = load_annotations(ann)
+    # label ids number the chosen classes in the benchmark's class order
+    assert loaded.class_names == ["belt_left", "wheel_ccw", "ball_bounce"]
+    assert {s.label for v in loaded.split("train") for s in v.segments} == set(subset)
+    meta = json.loads((tmp_path / "sub" / "benchmark.json").read_text())
+    assert meta["settings"]["classes"] == loaded.class_names
+    assert [c["name"] for c in meta["classes"]] == loaded.class_names
+    # the full set is the default, and its plans do not change
+    full = plan_benchmark(num_train=4, num_test=0, seed=3, size=48, fps=8.0)
+    assert [p.instances for p in full] == [p.instances for p in plan_benchmark(
+        num_train=4, num_test=0, seed=3, size=48, fps=8.0, classes=[c.name for c in CLASSES])]
+    with pytest.raises(RgbtadError, match="invalid class subset"):
+        plan_benchmark(num_train=4, num_test=0, seed=3, size=48, fps=8.0, classes=["belt_up"])

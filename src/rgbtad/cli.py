@@ -83,21 +83,25 @@ def _add_toy_features(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from rgbtad.benchmark.demo import run_demo
+    from rgbtad.benchmark.demo import demo_verdict, run_demo
 
     summary = run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, with_tg=args.with_tg,
                        jobs=args.jobs, precision=args.precision)
-    tious = next(iter(summary["models"].values()))["tiou"]
+    models = summary["models"]
+    tious = next(iter(models.values()))["tiou"]
+    print(f"mAP (%) on the test split, {summary['precision']} backbones on {summary['cpu']}")
     print(f"{'model':<16}" + "".join(f"{t:>8g}" for t in tious) + f"{'avg':>8}")
-    for name, m in summary["models"].items():
+    for name, m in models.items():
         print(f"{name:<16}" + "".join(f"{100 * v:8.1f}" for v in m["mAP"]) + f"{100 * m['average_mAP']:8.1f}")
+    print(demo_verdict(models))
     print(f"report: {args.out}/report.md")
 
 
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the whole pipeline on the built-in synthetic benchmark")
     p.add_argument("--out", default="demo_out", help="output folder (a second run reuses finished stages)")
-    p.add_argument("--quick", action="store_true", help="a smaller benchmark and shorter trainings (CI)")
+    p.add_argument("--quick", action="store_true",
+                   help="6 classes, 24 short videos, short trainings, 4 detectors: about 3 minutes on 2 cores")
     p.add_argument("--with-tg", action="store_true",
                    help="also a temporal-gradient teacher and its decomposed student (longer)")
     p.add_argument("--seed", type=int, default=0)
@@ -271,7 +275,8 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
     ann = generate_benchmark(args.out_dir, num_train=args.train, num_test=args.test, seed=args.seed,
                              size=args.size, fps=args.fps, min_duration=args.min_duration,
-                             max_duration=args.max_duration, workers=args.workers)
+                             max_duration=args.max_duration, workers=args.workers,
+                             classes=args.classes.split(",") if args.classes else None)
     print(f"wrote videos to {ann.parent / 'videos'} and annotations to {ann}")
 
 
@@ -294,6 +299,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-duration", type=float, default=DEFAULTS["max_duration"],
                    help=f"longest video in seconds (default {DEFAULTS['max_duration']:g})")
     p.add_argument("--workers", type=int, default=1, help="rendering processes (default 1; same output)")
+    p.add_argument("--classes", default=None, metavar="A,B,...",
+                   help="use only these classes, e.g. belt_left,belt_right,ball_bounce (default: all twelve)")
     p.set_defaults(func=_cmd_synth)
 
 
@@ -337,7 +344,8 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     settings = BenchSettings(backbone=args.backbone, snippet_frames=args.snippet_frames, stride=args.stride,
                              size=parse_size(args.size), fps=args.fps, batch_size=args.batch_size,
                              repeats=args.repeats, tvl1_pairs=args.tvl1_pairs,
-                             device=args.device, precision=args.precision, detector_width=args.detector_width)
+                             device=args.device, precision=args.precision, runtime=args.runtime,
+                             detector_width=args.detector_width)
     report = run_bench(args.video, settings, progress=not args.quiet)
     print(format_report(report))
     if args.json:
@@ -362,6 +370,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="TV-L1 frame pairs computed, then extrapolated to the video (default 24; 0: all)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     _add_precision(p)
+    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime"],
+                   help="run every pipeline's backbones with PyTorch (as `rgbtad detect`, default) or ONNX Runtime "
+                        "(as `rgbtad detect --onnx` after `rgbtad export --with-backbone`; float32)")
     p.add_argument("--detector-width", type=int, default=512,
                    help="channels of the ActionFormer's embedding, neck and heads (default 512, as THUMOS)")
     p.add_argument("--quiet", action="store_true", help="no stage messages")

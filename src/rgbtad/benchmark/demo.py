@@ -7,9 +7,10 @@ Stages (each reuses its finished output on a second run, so an interrupted demo 
 3. ``backbones``: small RGB and motion snippet backbones trained on trimmed train snippets
    (`rgbtad.engine.clip_training`), and the distilled students' RGB backbones, fine-tuned
    from the plain RGB one on the same snippets with the frozen motion backbone as teacher
-   (conventional or decomposed); bfloat16 mixed precision (1.6x faster on this CPU);
+   (conventional or decomposed); the precision `rgbtad.precision` decides (bfloat16 only
+   where native); only the backbones that the chosen models read are trained;
 4. ``features``: snippet features of every video per backbone (`rgbtad.extraction.extract`,
-   bfloat16), and the two-stream features (RGB and flow side by side);
+   same precision), and the two-stream features (RGB and flow side by side);
 5. ``detectors``: one ActionFormer per model (`rgbtad.engine.trainer`), two at a time in
    worker processes (`_train_detectors`), then detections on the test split and their mAP;
 6. ``report``: ``summary.json``, ``report.md``, timelines and training curves.
@@ -46,7 +47,7 @@ BACKBONE = "tsm_tiny"
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of the benchmark and of every training; `quick` shrinks them for CI."""
+    """Sizes of the benchmark and of every training; `quick` shrinks them to about 3 minutes."""
 
     num_train: int = 60
     num_test: int = 30
@@ -55,22 +56,33 @@ class DemoSettings:
     min_duration: float = 20.0
     max_duration: float = 40.0
     snippet_frames: int = 8
-    stride: int = 2
-    val_stride: int = 8  # spacing of the backbones' validation snippets (a report only: 4x fewer)
+    stride: int = 4  # frames between snippets (0.4 s): the feature grid of extraction and detectors
+    val_stride: int = 8  # spacing of the backbones' validation snippets (a report only)
     flow_method: str = "dis"
-    clip_epochs: int = 8  # motion backbones
-    rgb_clip_epochs: int = 16  # the plain RGB backbone: appearance learns slower
-    kd_clip_epochs: int = 8  # distilled RGB backbones, fine-tuned from the plain one
+    clip_epochs: int = 6  # motion backbones
+    rgb_clip_epochs: int = 12  # the plain RGB backbone: appearance learns slower
+    kd_clip_epochs: int = 6  # distilled RGB backbones, fine-tuned from the plain one
     clip_per_class: int = 64
+    clip_batch_size: int = 32
     detector_dim: int = 128
     detector_epochs: int = 16
     detector_warmup: int = 2
+    detector_ema_decay: float = 0.99  # a short training needs a short average (quick: 0.9)
     classes: tuple[str, ...] | None = None  # action classes of the benchmark (None: all twelve)
+    # detectors to train (None: all of `demo_models`); concat fusion is the ablation's (`rgbtad ablate`)
+    models: tuple[str, ...] | None = ("rgb_only", "motion_only", "two_stream", "conventional_kd", "decomposed_laf")
 
     @classmethod
     def quick(cls) -> "DemoSettings":
-        return cls(num_train=12, num_test=6, min_duration=20.0, max_duration=24.0, clip_epochs=2,
-                   rgb_clip_epochs=2, kd_clip_epochs=2, clip_per_class=16, detector_dim=64, detector_epochs=6, detector_warmup=1)
+        """Two motion pairs (one told apart by direction, one by speed) and two appearance
+        classes, 16 + 8 short videos, short trainings (small batches: more updates), and the
+        detectors that make the point: rgb_only, its teacher, two_stream and the decomposed
+        student with local attentive fusion."""
+        return cls(num_train=16, num_test=8, min_duration=16.0, max_duration=20.0, clip_epochs=6,
+                   rgb_clip_epochs=6, kd_clip_epochs=8, clip_per_class=32, clip_batch_size=16, detector_dim=64,
+                   detector_epochs=20, detector_warmup=2, detector_ema_decay=0.9,
+                   classes=("belt_left", "belt_right", "lift_fast", "lift_slow", "ball_bounce", "ring_pulse"),
+                   models=("rgb_only", "motion_only", "two_stream", "decomposed_laf"))
 
 
 @dataclass(frozen=True)
@@ -143,6 +155,27 @@ def demo_models(with_tg: bool = False) -> list[ModelSpec]:
     return models
 
 
+def _tg_models(with_tg: bool) -> list[ModelSpec]:
+    """The models `--with-tg` adds (always trained when asked for)."""
+    plain = {m.name for m in demo_models(False)}
+    return [m for m in demo_models(with_tg) if m.name not in plain]
+
+
+def needed_backbones(backbones: list[BackboneSpec], models: list[ModelSpec]) -> list[BackboneSpec]:
+    """The backbones whose features `models` read, with the teachers and starting points they
+    need, in the order of `backbones` (teachers first)."""
+    by_name = {b.name: b for b in backbones}
+    wanted = {part for m in models for part in (("rgb", "flow") if m.features == "two_stream" else (m.features,))}
+    todo = list(wanted)
+    while todo:
+        spec = by_name[todo.pop()]
+        for other in (spec.teacher, spec.init_from):
+            if other is not None and other not in wanted:
+                wanted.add(other)
+                todo.append(other)
+    return [b for b in backbones if b.name in wanted]
+
+
 class StageClock:
     """Wall time per stage, kept in timings.json. A stage keeps the timing of the run that
     first finished it; a later run that finds its outputs marks it reused."""
@@ -188,14 +221,15 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device:
     ann_path = clock.run("data", _generate, out, settings, seed)
     videos = sorted((out / "data" / "videos").glob("*.mp4"))
     clock.run("motion", _motion, videos, out, settings)
-    backbones = demo_backbones(with_tg)
+    chosen = None if settings.models is None else {*settings.models, *(m.name for m in _tg_models(with_tg))}
+    models = [m for m in demo_models(with_tg) if chosen is None or m.name in chosen]
+    backbones = needed_backbones(demo_backbones(with_tg), models)
     for spec in backbones:
         clock.run(f"backbone_{spec.name}", _train_backbone, ann_path, out, settings, spec, seed, device, precision)
     for spec in backbones:
         clock.run(f"features_{spec.name}", _extract, videos, out, settings, spec, device, precision)
     clock.run("features_two_stream", _concat_features, out, ("rgb", "flow"), "two_stream")
 
-    models = demo_models(with_tg)
     results = _train_detectors(models, ann_path, out, settings, seed, device, clock, jobs)
     from rgbtad.benchmark.report import write_report
 
@@ -203,6 +237,21 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device:
                "precision": precision, "cpu": cpu_model(), "torch_threads": torch.get_num_threads()}
     clock.run("report", write_report, out, ann_path, summary, models, clock.timings)
     return summary
+
+
+def demo_verdict(models: dict[str, dict]) -> str:
+    """One line on what the demo's figures mean: the cost of dropping optical flow
+    (two_stream - rgb_only) and the share of it the best RGB-only student recovers."""
+    avg = {name: 100 * m["average_mAP"] for name, m in models.items()}
+    gap = avg["two_stream"] - avg["rgb_only"]
+    line = f"dropping optical flow costs {gap:+.1f} points of average mAP (two_stream - rgb_only)"
+    students = [name for name in avg if name not in ("rgb_only", "two_stream") and not name.startswith("motion")]
+    if not students or gap <= 0:
+        return line
+    best = max(students, key=avg.get)
+    gain = avg[best] - avg["rgb_only"]
+    return (line + f"; the best RGB-only student, {best}, {'recovers' if gain > 0 else 'loses'} "
+            f"{abs(gain):.1f} points ({100 * gain / gap:.0f} % of the gap) with no flow at inference")
 
 
 def _check_settings(out: Path, settings: DemoSettings, seed: int, precision: str) -> None:
@@ -254,7 +303,7 @@ def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, spec: Bac
         backbone=BACKBONE, modality=spec.modality, subset="train", val_subset="test",
         snippet_frames=settings.snippet_frames, stride=settings.val_stride, fps=settings.fps,
         size=settings.size, flow_method=settings.flow_method, flow_dir=out / "flow",
-        epochs=epochs, per_class=settings.clip_per_class, seed=seed, device=device, teacher=teacher,
+        epochs=epochs, per_class=settings.clip_per_class, batch_size=settings.clip_batch_size, seed=seed, device=device, teacher=teacher,
         distill=spec.distill, init_from=init_from, precision=precision,
     )
 
@@ -295,9 +344,28 @@ def detector_config(spec: ModelSpec, ann_path: Path, out: Path, settings: DemoSe
                            "input_dim": dims[spec.features], "feat_stride": settings.stride,
                            "num_frames": settings.snippet_frames})
     values["train"].update({"epochs": settings.detector_epochs, "warmup_epochs": settings.detector_warmup,
-                            "seed": seed})
+                            "ema_decay": settings.detector_ema_decay, "seed": seed})
     values["model"].update({key: settings.detector_dim for key in ("embd_dim", "fpn_dim", "head_dim")})
-    return build_config(values, [o.format(out=out, dim=dims) for o in spec.overrides])
+    cfg = build_config(values, [o.format(out=out, dim=dims) for o in spec.overrides])
+    cfg.data.max_seq_len = _max_seq_len(cfg, settings)
+    return cfg
+
+
+def _max_seq_len(cfg, settings: DemoSettings) -> int:
+    """The shortest sequence that holds the longest benchmark video whole: its snippet count
+    rounded up to the detector's `max_div_factor` (the quick demo's 20 s videos at stride 4:
+    128 instead of 256 steps, half the detector's work)."""
+    import math
+
+    import torch
+
+    from rgbtad.detection.model import build_detector_from_config
+
+    with torch.random.fork_rng(devices=[]):
+        step = int(build_detector_from_config(cfg, 2).max_div_factor)
+    frames = math.ceil(settings.max_duration * settings.fps)
+    snippets = max(frames - settings.snippet_frames, 0) // settings.stride + 1
+    return step * math.ceil(snippets / step)
 
 
 def _feature_dim(folder: Path) -> int:
@@ -350,10 +418,13 @@ def _train_detectors(models: list[ModelSpec], ann_path: Path, out: Path, setting
 
 
 def _schedule_rank(models: list[ModelSpec]):
-    """Teachers first (their students wait for them), then the demo's order."""
+    """Teachers first (their students wait for them), then the students, decomposed ones first
+    (a decomposed student takes 2-3x as long as a plain detector: started last, it would
+    finish alone), then the demo's order."""
     teachers = {m.teacher for m in models}
     order = {m.name: i for i, m in enumerate(models)}
-    return lambda m: (m.name not in teachers, order[m.name])
+    return lambda m: (m.name not in teachers, m.teacher is None, "distill.method=decomposed" not in m.overrides,
+                      order[m.name])
 
 
 def _detector_worker_init() -> None:

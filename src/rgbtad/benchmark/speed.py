@@ -57,6 +57,7 @@ from rgbtad.errors import RgbtadError
 log = logging.getLogger(__name__)
 
 PIPELINES = ("rgb_only", "two_stream_tvl1", "two_stream_dis")
+RUNTIMES = ("torch", "onnxruntime")
 CHUNK_FRAMES = 64
 
 
@@ -75,6 +76,7 @@ class BenchSettings:
     tvl1_pairs: int = 24  # TV-L1 frame pairs actually computed (0: all)
     device: str | None = None
     precision: str = "auto"  # backbones: auto (bf16 where native, `rgbtad.precision`), fp32 or bf16
+    runtime: str = "torch"  # backbones: "torch" (as `rgbtad detect`) or "onnxruntime" (as `detect --onnx`)
 
 
 # --------------------------------------------------------------------------- timing helpers
@@ -172,14 +174,26 @@ def bench_detector(input_dim: int, num_snippets: int, num_classes: int = 20, wid
     return cfg, model
 
 
-def _backbone(name: str, modality: str):
+def _backbone(name: str, modality: str, runtime: str, snippet_frames: int, size: tuple[int, int], device):
+    """A randomly initialised backbone, as a PyTorch module or (``onnxruntime``) exported to
+    ONNX and run by ONNX Runtime as `rgbtad detect --onnx` runs it."""
+    import tempfile
+
     import torch
 
     from rgbtad.backbones import create_backbone
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return create_backbone(name, modality)
+        net = create_backbone(name, modality)
+    if runtime == "torch":
+        return net
+    from rgbtad.engine.export import OrtBackbone, export_backbone
+
+    with tempfile.TemporaryDirectory() as tmp:  # the session holds the graph once loaded
+        path = Path(tmp) / f"{name}_{modality}.onnx"
+        export_backbone(net, path, snippet_frames=snippet_frames, width=size[0], height=size[1])
+        return OrtBackbone(path, device)
 
 
 # --------------------------------------------------------------------------- the bench
@@ -199,7 +213,14 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
     settings = settings or BenchSettings()
     video = Path(video)
     device = resolve_device(settings.device)
-    precision = resolve_precision(settings.precision, device)
+    if settings.runtime not in RUNTIMES:
+        raise RgbtadError(f"unknown backbone runtime {settings.runtime!r}; choose from {', '.join(RUNTIMES)}")
+    if settings.runtime == "onnxruntime":
+        if settings.precision == "bf16":
+            raise RgbtadError("bf16 needs the torch runtime (ONNX Runtime backbones run in float32)")
+        precision = "fp32"
+    else:
+        precision = resolve_precision(settings.precision, device)
     n, stride = int(settings.snippet_frames), int(settings.stride)
     if n < 2 or stride < 1 or settings.batch_size < 1:
         raise RgbtadError(f"invalid bench settings ({n} frames every {stride}, batch {settings.batch_size}): "
@@ -210,7 +231,7 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
     two_stream = PIPELINES[1:]
 
     def encoder(modality):
-        net = _backbone(settings.backbone, modality)
+        net = _backbone(settings.backbone, modality, settings.runtime, n, info["size"], device)
         return snippet_encoder(net, snippet_frames=n, stride=stride, modality=modality, device=str(device),
                                batch_size=settings.batch_size, precision=precision)
 
@@ -340,7 +361,8 @@ def format_report(report: dict) -> str:
     v = report["video"]
     lines = [f"video: {v['path']} ({v['seconds']:.1f} s, {v['frames']} frames at {v['fps']:g} fps, "
              f"{v['size'][0]}x{v['size'][1]} -> {v['processed_size'][0]}x{v['processed_size'][1]})",
-             f"backbones in {report['settings']['precision']} on {report['environment']['cpu']} "
+             f"backbones in {report['settings']['precision']} ({report['settings']['runtime']}) on "
+             f"{report['environment']['cpu']} "
              f"({report['environment']['torch_threads']} torch threads)",
              f"{'pipeline':<18}" + "".join(f"{name:>15}" for name in names) + f"{'total':>11}"]
     for pipe, data in report["pipelines"].items():
