@@ -7,6 +7,8 @@ Three pipelines are timed in the same process on the same video, stage by stage:
   detector (RGB and flow features side by side);
 - ``two_stream_dis``: the same with DIS optical flow (OpenCV's fast preset).
 
+The backbones of every pipeline run alike: PyTorch at the precision `rgbtad.precision`
+decides, or (``runtime="onnxruntime"``) exported and run by ONNX Runtime in float32.
 Every stage runs the library's own code: `rgbtad.video.decode.VideoReader` (resampling,
 resizing), `rgbtad.video.motion.motion_chunks` (flow, quantised as stored for training),
 `rgbtad.extraction.extract.snippet_encoder` (the snippet grid, normalisation and batching
