@@ -303,7 +303,8 @@ def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, spec: Bac
         backbone=BACKBONE, modality=spec.modality, subset="train", val_subset="test",
         snippet_frames=settings.snippet_frames, stride=settings.val_stride, fps=settings.fps,
         size=settings.size, flow_method=settings.flow_method, flow_dir=out / "flow",
-        epochs=epochs, per_class=settings.clip_per_class, batch_size=settings.clip_batch_size, seed=seed, device=device, teacher=teacher,
+        epochs=epochs, per_class=settings.clip_per_class, batch_size=settings.clip_batch_size, seed=seed,
+        device=device, teacher=teacher,
         distill=spec.distill, init_from=init_from, precision=precision,
     )
 
@@ -352,20 +353,14 @@ def detector_config(spec: ModelSpec, ann_path: Path, out: Path, settings: DemoSe
 
 
 def _max_seq_len(cfg, settings: DemoSettings) -> int:
-    """The shortest sequence that holds the longest benchmark video whole: its snippet count
-    rounded up to the detector's `max_div_factor` (the quick demo's 20 s videos at stride 4:
-    128 instead of 256 steps, half the detector's work)."""
+    """The shortest sequence that holds the longest benchmark video whole (the quick demo's
+    20 s videos at stride 4: 128 instead of 256 steps, half the detector's work)."""
     import math
 
-    import torch
+    from rgbtad.detection.model import seq_len_holding
 
-    from rgbtad.detection.model import build_detector_from_config
-
-    with torch.random.fork_rng(devices=[]):
-        step = int(build_detector_from_config(cfg, 2).max_div_factor)
     frames = math.ceil(settings.max_duration * settings.fps)
-    snippets = max(frames - settings.snippet_frames, 0) // settings.stride + 1
-    return step * math.ceil(snippets / step)
+    return seq_len_holding(cfg, max(frames - settings.snippet_frames, 0) // settings.stride + 1)
 
 
 def _feature_dim(folder: Path) -> int:

@@ -44,7 +44,6 @@ The bench holds the decoded frames and flows in memory: use a video of a few min
 from __future__ import annotations
 
 import logging
-import math
 import platform
 import statistics
 import time
@@ -163,15 +162,14 @@ def bench_detector(input_dim: int, num_snippets: int, num_classes: int = 20, wid
     import torch
 
     from rgbtad.config import Config
-    from rgbtad.detection.model import build_detector_from_config
+    from rgbtad.detection.model import build_detector_from_config, seq_len_holding
 
     cfg = Config()
     cfg.data.input_dim = int(input_dim)
     cfg.model.embd_dim = cfg.model.fpn_dim = cfg.model.head_dim = int(width)
+    cfg.data.max_seq_len = seq_len_holding(cfg, num_snippets)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        step = build_detector_from_config(cfg, num_classes).max_div_factor
-        cfg.data.max_seq_len = max(step, math.ceil(num_snippets / step) * step)
         model = build_detector_from_config(cfg, num_classes).eval()
     return cfg, model
 

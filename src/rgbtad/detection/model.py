@@ -224,6 +224,16 @@ def decay_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
+def seq_len_holding(cfg, num_snippets: int) -> int:
+    """The shortest ``data.max_seq_len`` for `cfg`'s detector that holds `num_snippets`
+    whole: the count rounded up to a multiple of the detector's ``max_div_factor``."""
+    import math
+
+    with torch.random.fork_rng(devices=[]):  # building the detector must not move the caller's RNG
+        step = int(build_detector_from_config(cfg, 1).max_div_factor)
+    return step * max(1, math.ceil(int(num_snippets) / step))
+
+
 def build_detector_from_config(cfg, num_classes: int, input_dim: int | None = None) -> ActionFormer:
     """``ActionFormer`` from an ``rgbtad.config.Config``; `input_dim` overrides
     ``data.input_dim`` (detectors inside a distillation student)."""
