@@ -4,6 +4,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from rgbtad.benchmark.speed import PIPELINES, flow_pairs_needed, make_bench_video, pair_positions, rounds
 from rgbtad.cli import main
@@ -78,12 +79,21 @@ def test_flow_pairs_needed_by_the_snippet_grid():
     assert flow_pairs_needed(5, 8, 4) == 4                 # shorter than a snippet: all pairs
 
 
-def test_bench_runs_every_backbone_with_onnx_runtime(shared_data, tmp_path):
+@pytest.mark.parametrize("runtime, precision", [("onnxruntime", "fp32"), ("onnxruntime-int8", "int8")])
+def test_bench_runs_every_backbone_with_onnx_runtime(shared_data, tmp_path, capsys, runtime, precision):
     clip = shared_data / "videos" / "mmaction2_part_0.mp4"
     out = tmp_path / "bench.json"
-    assert main(["bench", str(clip), "--json", str(out), "--runtime", "onnxruntime", *TINY]) == 0
+    assert main(["bench", str(clip), "--json", str(out), "--runtime", runtime, *TINY]) == 0
     report = json.loads(out.read_text())
-    assert report["settings"]["runtime"] == "onnxruntime" and report["settings"]["precision"] == "fp32"
+    assert report["settings"]["runtime"] == runtime and report["settings"]["precision"] == precision
     for pipe in report["pipelines"].values():
         assert pipe["stages"]["rgb_backbone"]["snippets"] == 8
+    errors = report["settings"]["int8_feature_error"]
+    if precision == "int8":  # both backbones quantized, each on its own modality's snippets
+        # (the flow of this near-static clip is almost constant: a random flow backbone's
+        # features are then tiny against its biases, and their relative error large)
+        assert set(errors) == {"rgb", "flow"} and 0 < errors["rgb"] < 0.1 and 0 < errors["flow"] < 1
+        assert "int8 backbones: features rgb" in capsys.readouterr().out
+    else:
+        assert errors is None
     assert main(["bench", str(clip), "--runtime", "onnxruntime", "--precision", "bf16", *TINY]) == 2

@@ -15,7 +15,13 @@ from rgbtad.config import build_config  # noqa: E402
 from rgbtad.data.batching import pad_batch  # noqa: E402
 from rgbtad.detection.model import build_detector_from_config  # noqa: E402
 from rgbtad.engine.detect import Detector  # noqa: E402
-from rgbtad.engine.export import OrtDetector, export_detector, export_run, onnx_friendly  # noqa: E402
+from rgbtad.engine.export import (  # noqa: E402
+    OrtDetector,
+    calibration_batches,
+    export_detector,
+    export_run,
+    onnx_friendly,
+)
 from rgbtad.engine.run_dir import attach_backbone  # noqa: E402
 from rgbtad.errors import RgbtadError  # noqa: E402
 from rgbtad.extraction.extract import extract_features  # noqa: E402
@@ -103,6 +109,40 @@ def test_onnx_round_trip_detector_and_backbone(run_dir, clip, tmp_path, capsys):
     assert main(["detect", str(run_dir), str(clip), "--onnx", str(out), "--out", str(tmp_path / "d.json"),
                  "--quiet"]) == 0
     assert json.loads((tmp_path / "d.json").read_text())["results"][clip.stem]
+
+
+def test_int8_backbone_is_close_to_float32_and_runs_in_detect(run_dir, clip, tmp_path, capsys):
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(run_dir), str(out), "--with-backbone", "--int8-calibration", str(clip),
+                 "--calibration-snippets", "8"]) == 0
+    assert "int8; features" in capsys.readouterr().out
+    int8 = Detector.from_run(run_dir, onnx=out)
+    meta = json.loads(int8.backbone.session.get_modelmeta().custom_metadata_map["rgbtad"])
+    assert meta["quantization"]["calibration_snippets"] == 8
+    assert any(node.op_type == "QLinearConv" or node.op_type == "DequantizeLinear"
+               for node in __import__("onnx").load(str(tmp_path / "model.backbone.onnx")).graph.node)
+    # every snippet of the clip (most of them not calibrated on): features within a few percent
+    feats_torch, _ = Detector.from_run(run_dir).features(clip)
+    feats_int8, _ = int8.features(clip)
+    relative = np.linalg.norm(feats_int8 - feats_torch) / np.linalg.norm(feats_torch)
+    assert 0 < relative < 0.05
+    assert abs(relative - meta["quantization"]["feature_relative_error"]) < 0.05
+    assert main(["detect", str(run_dir), str(clip), "--onnx", str(out), "--out", str(tmp_path / "d.json"),
+                 "--quiet"]) == 0
+    assert json.loads((tmp_path / "d.json").read_text())["results"][clip.stem]
+
+    with pytest.raises(RgbtadError, match="add --with-backbone"):
+        export_run(run_dir, tmp_path / "x.onnx", int8_calibration=[clip])
+    with pytest.raises(RgbtadError, match="calibration video not found"):
+        export_run(run_dir, tmp_path / "x.onnx", with_backbone=True, int8_calibration=[tmp_path / "none.mp4"])
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_calibration_batches_spread_evenly_over_a_stream_of_unknown_length():
+    batches = [np.full((2, 1), i) for i in range(40)]
+    kept = calibration_batches(iter(batches), limit=10)
+    assert [int(b[0, 0]) for b in kept] == [0, 8, 16, 24, 32]
+    assert len(calibration_batches(iter(batches[:3]), limit=10)) == 3
 
 
 def test_export_without_backbone_and_errors(run_dir, clip, tmp_path):

@@ -38,14 +38,12 @@ def temporal_shift(x: torch.Tensor, num_frames: int, shift_div: int = 8) -> torc
         raise ValueError(f"{nt} frames cannot be split into clips of {num_frames}")
     fold = c // shift_div
     clips = x.view(nt // num_frames, num_frames, c, h, w)
-    # every element written once (no zero fill of the whole tensor: 8% of a training step)
-    out = torch.empty_like(clips)
-    out[:, :-1, :fold] = clips[:, 1:, :fold]
-    out[:, -1:, :fold] = 0
-    out[:, 1:, fold:2 * fold] = clips[:, :-1, fold:2 * fold]
-    out[:, :1, fold:2 * fold] = 0
-    out[:, :, 2 * fold:] = clips[:, :, 2 * fold:]
-    return out.view(nt, c, h, w)
+    # slices padded along time and concatenated, not writes into a new tensor: as fast in
+    # PyTorch, and ONNX exports it as Slice/Pad/Concat, which ONNX Runtime runs 5x faster than
+    # the ScatterND of slice writes and keeps in int8 in a quantized graph
+    ahead = F.pad(clips[:, 1:, :fold], (0, 0, 0, 0, 0, 0, 0, 1))
+    behind = F.pad(clips[:, :-1, fold:2 * fold], (0, 0, 0, 0, 0, 0, 1, 0))
+    return torch.cat([ahead, behind, clips[:, :, 2 * fold:]], dim=2).view(nt, c, h, w)
 
 
 class _ShiftBlock(nn.Module):

@@ -8,7 +8,10 @@ Three pipelines are timed in the same process on the same video, stage by stage:
 - ``two_stream_dis``: the same with DIS optical flow (OpenCV's fast preset).
 
 The backbones of every pipeline run alike: PyTorch at the precision `rgbtad.precision`
-decides, or (``runtime="onnxruntime"``) exported and run by ONNX Runtime in float32.
+decides, or exported and run by ONNX Runtime, in float32 (``runtime="onnxruntime"``) or
+quantized to int8 (``"onnxruntime-int8"``: static quantization calibrated on
+``CALIBRATION_SNIPPETS`` snippets of the video itself, `rgbtad.engine.export.quantize_backbone`;
+calibration is an export step and not timed).
 Every stage runs the library's own code: `rgbtad.video.decode.VideoReader` (resampling,
 resizing), `rgbtad.video.motion.motion_chunks` (flow, quantised as stored for training),
 `rgbtad.extraction.extract.snippet_encoder` (the snippet grid, normalisation and batching
@@ -58,7 +61,8 @@ from rgbtad.errors import RgbtadError
 log = logging.getLogger(__name__)
 
 PIPELINES = ("rgb_only", "two_stream_tvl1", "two_stream_dis")
-RUNTIMES = ("torch", "onnxruntime")
+RUNTIMES = ("torch", "onnxruntime", "onnxruntime-int8")
+CALIBRATION_SNIPPETS = 32  # int8 runtime: snippets of the video itself, spread over it
 CHUNK_FRAMES = 64
 
 
@@ -77,7 +81,8 @@ class BenchSettings:
     tvl1_pairs: int = 24  # TV-L1 frame pairs actually computed (0: all)
     device: str | None = None
     precision: str = "auto"  # backbones: auto (bf16 where native, `rgbtad.precision`), fp32 or bf16
-    runtime: str = "torch"  # backbones: "torch" (as `rgbtad detect`) or "onnxruntime" (as `detect --onnx`)
+    # backbones: "torch" (as `rgbtad detect`), "onnxruntime" or "onnxruntime-int8" (as `detect --onnx`)
+    runtime: str = "torch"
 
 
 # --------------------------------------------------------------------------- timing helpers
@@ -174,9 +179,12 @@ def bench_detector(input_dim: int, num_snippets: int, num_classes: int = 20, wid
     return cfg, model
 
 
-def _backbone(name: str, modality: str, runtime: str, snippet_frames: int, size: tuple[int, int], device):
-    """A randomly initialised backbone, as a PyTorch module or (``onnxruntime``) exported to
-    ONNX and run by ONNX Runtime as `rgbtad detect --onnx` runs it."""
+def _backbone(name: str, modality: str, runtime: str, snippet_frames: int, size: tuple[int, int], device,
+              calibration: Callable | None = None):
+    """A randomly initialised backbone, as a PyTorch module or exported to ONNX and run by ONNX
+    Runtime as `rgbtad detect --onnx` runs it: in float32 (``onnxruntime``) or quantized to int8
+    (``onnxruntime-int8``, as `rgbtad export --int8-calibration` writes it) on the input batches
+    that ``calibration(net)`` returns. Returns (backbone, int8 relative feature error or None)."""
     import tempfile
 
     import torch
@@ -187,13 +195,18 @@ def _backbone(name: str, modality: str, runtime: str, snippet_frames: int, size:
         torch.manual_seed(0)
         net = create_backbone(name, modality)
     if runtime == "torch":
-        return net
-    from rgbtad.engine.export import OrtBackbone, export_backbone
+        return net, None
+    from rgbtad.engine.export import OrtBackbone, export_backbone, quantize_backbone
 
     with tempfile.TemporaryDirectory() as tmp:  # the session holds the graph once loaded
         path = Path(tmp) / f"{name}_{modality}.onnx"
         export_backbone(net, path, snippet_frames=snippet_frames, width=size[0], height=size[1])
-        return OrtBackbone(path, device)
+        error = None
+        if runtime == "onnxruntime-int8":
+            int8 = path.with_suffix(".int8.onnx")
+            error = quantize_backbone(path, int8, calibration(net))
+            path = int8
+        return OrtBackbone(path, device), error
 
 
 # --------------------------------------------------------------------------- the bench
@@ -205,6 +218,7 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
 
     from rgbtad.engine.distributed import resolve_device
     from rgbtad.engine.inference import predict_video
+    from rgbtad.engine.export import calibration_batches
     from rgbtad.extraction.extract import snippet_encoder
     from rgbtad.precision import cpu_model, native_bf16, resolve_precision
     from rgbtad.video.motion import motion_chunks
@@ -215,10 +229,10 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
     device = resolve_device(settings.device)
     if settings.runtime not in RUNTIMES:
         raise RgbtadError(f"unknown backbone runtime {settings.runtime!r}; choose from {', '.join(RUNTIMES)}")
-    if settings.runtime == "onnxruntime":
+    if settings.runtime != "torch":
         if settings.precision == "bf16":
-            raise RgbtadError("bf16 needs the torch runtime (ONNX Runtime backbones run in float32)")
-        precision = "fp32"
+            raise RgbtadError("bf16 needs the torch runtime (ONNX Runtime backbones run in float32 or int8)")
+        precision = "int8" if settings.runtime == "onnxruntime-int8" else "fp32"
     else:
         precision = resolve_precision(settings.precision, device)
     n, stride = int(settings.snippet_frames), int(settings.stride)
@@ -230,10 +244,20 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
     stages: dict[str, dict[str, dict]] = {name: {} for name in PIPELINES}
     two_stream = PIPELINES[1:]
 
-    def encoder(modality):
-        net = _backbone(settings.backbone, modality, settings.runtime, n, info["size"], device)
-        return snippet_encoder(net, snippet_frames=n, stride=stride, modality=modality, device=str(device),
-                               batch_size=settings.batch_size, precision=precision)
+    quantization: dict[str, float] = {}
+
+    def encoder(modality, chunks, length):
+        def make(net):
+            return snippet_encoder(net, snippet_frames=n, stride=stride, modality=modality, device=str(device),
+                                   batch_size=settings.batch_size, precision="fp32" if precision == "int8" else precision)
+
+        def calibration(net):  # int8: calibrated on the video's own snippets (not timed: an export step)
+            return calibration_batches(make(net).input_batches(iter([chunks]), length), CALIBRATION_SNIPPETS)
+
+        net, error = _backbone(settings.backbone, modality, settings.runtime, n, info["size"], device, calibration)
+        if error is not None:
+            quantization[modality] = error
+        return make(net)
 
     # decoding: one decode per pipeline, round-robin (the frames of the last one are kept)
     say(f"decoding {video.name} (once per pipeline)")
@@ -257,7 +281,7 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
                                               measured_seconds=seconds, extrapolated=False)
 
     # backbones (and TV-L1 pairs) in interleaved rounds
-    rgb_encoder, flow_encoder = encoder("rgb"), encoder("flow")
+    rgb_encoder, flow_encoder = encoder("rgb", frames, n), encoder("flow", flows, n - 1)
     frame_rounds = rounds(num_frames, n, stride, settings.batch_size)
     flow_rounds = rounds(len(flows), n - 1, stride, settings.batch_size)
     if len(frame_rounds) != len(flow_rounds):  # the sampling rule gives both streams the same T
@@ -339,7 +363,9 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
         "pipelines": {}, "ratios": {},
         "video": {"path": str(video), "seconds": num_frames / info["fps"], "frames": num_frames, "fps": info["fps"],
                   "size": info["source_size"], "processed_size": info["size"]},
-        "settings": {**asdict(settings), "device": str(device), "precision": precision},
+        "settings": {**asdict(settings), "device": str(device), "precision": precision,
+                     # int8: relative L2 error of each backbone's features on its calibration snippets
+                     "int8_feature_error": quantization or None},
         "environment": {"torch_threads": torch.get_num_threads(), "python": platform.python_version(),
                         "torch": torch.__version__, "machine": platform.machine(), "cpu": cpu_model(),
                         "native_bf16": native_bf16(device)},
@@ -364,6 +390,9 @@ def format_report(report: dict) -> str:
              f"backbones in {report['settings']['precision']} ({report['settings']['runtime']}) on "
              f"{report['environment']['cpu']} "
              f"({report['environment']['torch_threads']} torch threads)",
+             *([f"int8 backbones: features {', '.join(f'{m} {100 * e:.1f} %' for m, e in errors.items())} off "
+                "float32 (relative L2, calibration snippets)"] if (errors := report['settings'].get('int8_feature_error'))
+               else []),
              f"{'pipeline':<18}" + "".join(f"{name:>15}" for name in names) + f"{'total':>11}"]
     for pipe, data in report["pipelines"].items():
         cells = []

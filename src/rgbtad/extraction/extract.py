@@ -238,41 +238,59 @@ class _Extractor:
                                          size=self.size, width=reader.width, height=reader.height)
         return iter_motion_file(array_path, chunk=CHUNK_FRAMES), int(meta["num_frames"])
 
-    def encode(self, items: Iterator[np.ndarray], length: int, bar=None) -> np.ndarray:
-        """Features (``T x feature_dim`` float32) of a stream of input chunks along time:
-        RGB frames, or motion items with ``length = snippet_frames - 1`` (padded back to
-        ``snippet_frames``). `bar` (tqdm) is advanced by the snippets done."""
+    def _snippet_batches(self, items: Iterator[np.ndarray], length: int) -> Iterator[list[np.ndarray]]:
+        """Batches of at most `batch_size` snippets of a stream of input chunks along time."""
         n = self.snippet_frames
-        outputs: list[np.ndarray] = []
         batch: list[np.ndarray] = []
         for snippet in iter_snippets(items, length, self.stride):
             batch.append(pad_snippet(snippet, n) if length < n else snippet.copy())
             if len(batch) == self.batch_size:
-                outputs.append(self._forward(batch))
-                if bar is not None:
-                    bar.update(len(batch))
+                yield batch
                 batch = []
         if batch:
+            yield batch
+
+    def encode(self, items: Iterator[np.ndarray], length: int, bar=None) -> np.ndarray:
+        """Features (``T x feature_dim`` float32) of a stream of input chunks along time:
+        RGB frames, or motion items with ``length = snippet_frames - 1`` (padded back to
+        ``snippet_frames``). `bar` (tqdm) is advanced by the snippets done."""
+        outputs: list[np.ndarray] = []
+        for batch in self._snippet_batches(items, length):
             outputs.append(self._forward(batch))
             if bar is not None:
                 bar.update(len(batch))
         return np.concatenate(outputs, axis=0) if outputs else np.zeros((0, self.feature_dim), np.float32)
 
-    def run(self, video: Path, position: int = 1) -> tuple[np.ndarray, dict]:
+    def input_batches(self, items: Iterator[np.ndarray], length: int) -> Iterator[np.ndarray]:
+        """The backbone's input batches (``B x C x N x H x W`` float32, normalised) for a stream
+        of input chunks, as `encode` feeds them: e.g. calibration data for an int8 backbone."""
+        for batch in self._snippet_batches(items, length):
+            yield self._to_input(np.stack(batch)).cpu().numpy()
+
+    def backbone_inputs(self, video: Path) -> Iterator[np.ndarray]:
+        """`input_batches` of `video`, decoded as `run` decodes it."""
+        reader, items, length, _ = self._open(video)
+        try:
+            yield from self.input_batches(items, length)
+        finally:
+            reader.close()
+
+    def _open(self, video: Path):
+        """(reader, input chunks, their length per snippet, frames of stored flow or None)."""
         n = self.snippet_frames
         reader = VideoReader(video, fps=self.fps, size=self.size, chunk_frames=CHUNK_FRAMES)
-        stored_frames = None
         if self.modality == "rgb":
-            items, length = iter(reader), n
-        elif self.modality == "flow" and self.flow_dir is not None:
+            return reader, iter(reader), n, None
+        if self.modality == "flow" and self.flow_dir is not None:
             items, stored_frames = self._stored_flow(video, reader)
             reader.close()
-            length = n - 1
-        else:
-            method = "tg" if self.modality == "tg" else self.flow_method
-            items = motion_chunks(reader, method, bound=self.flow_bound, dis_preset=self.dis_preset)
-            length = n - 1
+            return reader, items, n - 1, stored_frames
+        method = "tg" if self.modality == "tg" else self.flow_method
+        return reader, motion_chunks(reader, method, bound=self.flow_bound, dis_preset=self.dis_preset), n - 1, None
 
+    def run(self, video: Path, position: int = 1) -> tuple[np.ndarray, dict]:
+        n = self.snippet_frames
+        reader, items, length, stored_frames = self._open(video)
         estimate = None
         if reader.declared_frames:
             frames = reader.declared_frames

@@ -241,10 +241,14 @@ class VideoReader:
 
     def _decoded(self) -> Iterator[np.ndarray]:
         import av
+        from av.video.reformatter import VideoReformatter
 
+        # one converter for the whole stream: `frame.to_ndarray(format=...)` sets up a new
+        # swscale context for every frame, which took 90 % of decoding (2-5 ms of 2.5-5 per frame)
+        reformatter = VideoReformatter()
         try:
             for frame in self._container.decode(self._stream):
-                image = frame.to_ndarray(format="rgb24")
+                image = reformatter.reformat(frame, format="rgb24").to_ndarray()
                 self.source_frames_read += 1
                 yield image
         except av.FFmpegError as err:
