@@ -404,8 +404,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--int8-calibration", nargs="+", default=None, metavar="VIDEO",
                    help="write the backbone graph quantized to int8 (static, ONNX Runtime; about 1.9x faster on "
                         "CPUs), calibrated on snippets of these videos (a few of the user's own)")
-    p.add_argument("--calibration-snippets", type=int, default=64,
-                   help="snippets used for calibration, spread over the videos (default 64)")
+    p.add_argument("--calibration-snippets", type=int, default=128,
+                   help="snippets used for calibration, spread over the videos (default 128: on the full demo's "
+                        "test videos 2.7 %% feature error, 9.8 %% with 64)")
     p.set_defaults(func=_cmd_export)
 
 

@@ -414,7 +414,7 @@ def backbone_path_for(out_path: str | Path) -> Path:
 
 
 def export_run(run_dir: str | Path, out_path: str | Path, *, with_backbone: bool = False,
-               int8_calibration: list[str | Path] | None = None, calibration_snippets: int = 64,
+               int8_calibration: list[str | Path] | None = None, calibration_snippets: int = 128,
                check: bool = True) -> ExportResult:
     """`rgbtad export`: the run's detector (and, with `with_backbone`, its RGB backbone from
     backbone.json) as ONNX files checked against PyTorch (module doc). `int8_calibration`:
