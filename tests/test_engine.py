@@ -169,7 +169,7 @@ def _schedule_state_for(ckpt, cfg):
 
 def test_train_refuses_to_overwrite_and_checks_resume_config(trained_run, toy_dir):
     run_dir, _ = trained_run
-    with pytest.raises(RgbtadError, match="already holds a training run"):
+    with pytest.raises(RgbtadError, match=r"already holds a run \(.*checkpoints.*\); use --resume"):
         train(tiny_config(toy_dir), run_dir, device="cpu")
     with pytest.raises(RgbtadError, match=r"changed: train.learning_rate"):
         train(tiny_config(toy_dir, learning_rate=1e-2), run_dir, resume=True, device="cpu")

@@ -20,7 +20,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
     metrics = evaluate_detection_files(
         args.gt, args.pred, split=args.split, tiou_thresholds=parse_tiou(args.tiou),
-        strict=args.strict,
+        strict=args.strict, drop_invalid=args.drop_invalid,
     )
     print(metrics.format_table())
     if args.json:
@@ -38,7 +38,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from rgbtad.engine.trainer import train
 
     cfg = load_config(args.config, args.set)
-    summary = train(cfg, args.out, resume=args.resume, device=args.device)
+    summary = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, device=args.device)
     if summary.get("average_mAP") is not None:
         print(f"average mAP {100 * summary['average_mAP']:.2f} (EMA weights, split '{cfg.data.val_split}')")
     print(f"run directory: {args.out}")
@@ -61,7 +61,7 @@ def _cmd_infer(args: argparse.Namespace) -> None:
 def _cmd_import_actionformer(args: argparse.Namespace) -> None:
     from rgbtad.compat.actionformer import import_actionformer
 
-    import_actionformer(args.config, args.checkpoint, args.out, annotations=args.ann)
+    import_actionformer(args.config, args.checkpoint, args.out, annotations=args.ann, overwrite=args.overwrite)
     print(f"run directory: {args.out}")
 
 
@@ -136,6 +136,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                         "does, with a warning. Either way, detections on videos outside the "
                         "evaluated ground truth count as false positives of their class "
                         "(also as the reference does), with a warning")
+    p.add_argument("--drop-invalid", action="store_true",
+                   help="leave out detections whose segment is reversed, empty or not finite (end <= start), "
+                        "with a warning. Default: such a detection is an error")
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -146,6 +149,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=10 (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (its files are removed first). Default: refuse")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=_cmd_train)
 
@@ -169,6 +174,8 @@ def _add_import_actionformer(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--ann", default=None,
                    help="annotation JSON for class names (default: the one named in the config)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (its files are removed first). Default: refuse")
     p.set_defaults(func=_cmd_import_actionformer)
 
 

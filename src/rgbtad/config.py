@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from rgbtad.errors import RgbtadError
-from rgbtad.utils.yamlio import read_yaml_mapping
+from rgbtad.utils.yamlio import load_yaml, read_yaml_mapping
 
 
 @dataclass
@@ -365,7 +365,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise RgbtadError(f"override {text!r} must look like section.key=value")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise RgbtadError(f"override {text!r}: value is not valid YAML ({err})") from None
     return key.strip(), value

@@ -31,15 +31,13 @@ they are. A flow checkpoint (2-channel kernels) loads into a flow network direct
 
 from __future__ import annotations
 
-import collections
-import pickle
 import re
-import types
 from pathlib import Path
 
 import torch
 
 from rgbtad.errors import RgbtadError
+from rgbtad.utils.torchio import load_torch_file
 
 from .base import VideoBackbone
 
@@ -61,67 +59,14 @@ _SHOW = 5  # keys listed per kind of problem in an error message
 
 # --- reading ------------------------------------------------------------------------------
 
-class _Opaque:
-    """Stand-in for an object of a class we will not import (e.g. mmengine's log buffers)."""
-
-    def __init__(self, *args, **kwargs) -> None:
-        pass
-
-    def __setstate__(self, state) -> None:
-        pass
-
-
-_TORCH_GLOBALS = {
-    ("torch", "Tensor"), ("torch", "Size"), ("torch.nn.parameter", "Parameter"),
-    ("torch._tensor", "_rebuild_from_type_v2"), ("collections", "OrderedDict"),
-    ("torch.storage", "UntypedStorage"), ("torch.storage", "TypedStorage"),
-}
-
-
-class _TolerantUnpickler(pickle.Unpickler):
-    """Rebuilds tensors and plain containers; every other class becomes an inert stub.
-
-    Used only when ``torch.load(weights_only=True)`` refuses a file because its metadata
-    holds objects of other libraries. Nothing outside the allow-list is imported or run.
-    """
-
-    def find_class(self, module: str, name: str):
-        if (module, name) in _TORCH_GLOBALS or (module == "torch._utils" and name.startswith("_rebuild_")):
-            return super().find_class(module, name)
-        if module == "torch" and (name.endswith("Storage") or isinstance(
-                getattr(torch, name, None), (torch.dtype, torch.layout, torch.memory_format))):
-            return getattr(torch, name)
-        if module == "collections" and name in ("defaultdict", "deque"):
-            return getattr(collections, name)
-        if module == "_codecs" and name == "encode":
-            return super().find_class(module, name)
-        return type(name, (_Opaque,), {"__module__": f"opaque.{module}"})
-
-
-_tolerant_pickle = types.ModuleType("rgbtad_tolerant_pickle")
-_tolerant_pickle.Unpickler = _TolerantUnpickler
-_tolerant_pickle.load = lambda f, **kw: _TolerantUnpickler(f, **kw).load()
-
-
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a checkpoint file and return its flat ``name -> tensor`` dict.
 
     Unwraps ``state_dict`` / ``model_state`` / ``model`` containers and strips a
-    ``module.`` (DataParallel) prefix. Tries ``weights_only=True`` first; a file whose
-    metadata holds foreign objects is read again with an unpickler that only rebuilds
-    tensors.
+    ``module.`` (DataParallel) prefix. The file is read by `load_torch_file`: tensors and
+    plain containers only, foreign objects in a release's metadata as inert stand-ins.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise RgbtadError(f"{path}: checkpoint file not found")
-    try:
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError:
-            obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_tolerant_pickle)
-    except Exception as err:  # any failure here means an unreadable file
-        reason = (str(err).strip().splitlines() or [""])[0]
-        raise RgbtadError(f"{path}: cannot read checkpoint ({type(err).__name__}: {reason})") from None
+    obj = load_torch_file(path, "checkpoint", foreign_metadata=True)
     state = _unwrap(obj)
     if not state:
         raise RgbtadError(f"{path}: no tensors found in checkpoint (expected a state dict)")

@@ -57,9 +57,7 @@ an error that lists the keys.
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import pickle
 import re
 import warnings
 from pathlib import Path
@@ -69,6 +67,8 @@ import torch
 
 from rgbtad.config import Config, build_config
 from rgbtad.errors import RgbtadError
+from rgbtad.utils.jsonio import read_json_file
+from rgbtad.utils.torchio import load_torch_file
 from rgbtad.utils.yamlio import read_yaml_mapping
 
 log = logging.getLogger(__name__)
@@ -488,19 +488,8 @@ def convert_state_dict(release_state: dict[str, torch.Tensor], model: torch.nn.M
 def load_release_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The EMA state dict of a release checkpoint (or its raw one, with a warning)."""
     path = Path(path)
-    if not path.is_file():
-        raise RgbtadError(f"{path}: checkpoint not found")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # older checkpoints may pickle non-tensor objects (e.g. scheduler state)
-        log.warning("%s: not loadable with weights_only=True; loading it as a full pickle", path)
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as err:  # noqa: BLE001 - report any unreadable file as a user error
-            raise RgbtadError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
-    except Exception as err:  # noqa: BLE001
-        raise RgbtadError(f"{path}: not a readable PyTorch checkpoint ({err})") from None
+    # release checkpoints may pickle scheduler or argparse objects: read as inert stand-ins
+    checkpoint = load_torch_file(path, "checkpoint", foreign_metadata=True)
     if not isinstance(checkpoint, dict):
         raise RgbtadError(f"{path}: expected a dict checkpoint, got {type(checkpoint).__name__}")
     if isinstance(checkpoint.get("state_dict_ema"), dict):
@@ -545,10 +534,7 @@ def _label_ids_from_json(path: Path) -> list[str] | None:
     """``label_id -> label`` of an ActionFormer JSON, or None when the file is not one."""
     if not path.is_file():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise RgbtadError(f"{path}: not valid JSON ({err})") from None
+    data = read_json_file(path, "annotation")
     if not isinstance(data, dict) or not isinstance(data.get("database"), dict):
         return None
     id_to_name: dict[int, str] = {}
@@ -583,11 +569,15 @@ def _check_class_count(names: list[str], num_classes: int, source: Path) -> list
 # ================================================================================ import
 
 def import_actionformer(config_path: str | Path, checkpoint_path: str | Path, out_dir: str | Path,
-                        annotations: str | Path | None = None) -> None:
-    """Write an rgbtad run directory from a release config + checkpoint."""
+                        annotations: str | Path | None = None, *, overwrite: bool = False) -> None:
+    """Write an rgbtad run directory from a release config + checkpoint. A folder that
+    already holds a run is refused unless `overwrite`, which replaces that run's files
+    once the import has succeeded."""
     from rgbtad.detection import build_detector
-    from rgbtad.engine.run_dir import save_run
+    from rgbtad.engine.run_dir import check_no_run, clear_run, save_run
 
+    if not overwrite:
+        check_no_run(out_dir)
     config_path = Path(config_path)
     release = read_release_config(config_path)
     cfg, notes = config_from_release(release, str(config_path))
@@ -613,4 +603,5 @@ def import_actionformer(config_path: str | Path, checkpoint_path: str | Path, ou
     model = build_detector(cfg, num_classes=cfg.model.num_classes)
     state = convert_state_dict(load_release_checkpoint(checkpoint_path), model, str(checkpoint_path))
     model.load_state_dict(state, strict=True)
+    clear_run(out_dir)
     save_run(out_dir, cfg, class_names, state)

@@ -10,8 +10,9 @@ CSV: a header ``video_id,start,end,label,score`` and one detection per row.
 
 In memory, detections are ``{video_id: [{"label": str, "score": float, "segment": [s, e]}]}``.
 Times are seconds and scores are written at full float precision (no rounding), so a
-round trip is exact. Writes are atomic; reading a malformed file is an `RgbtadError`
-naming the file (and the video or line). Torch-free.
+round trip is exact. Writes are atomic; reading a malformed file (a missing field, a
+non-numeric value, a segment that does not end after it starts) is an `RgbtadError`
+naming the file (and the video or line), and so is writing such a detection. Torch-free.
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ def _check_detection(det: Any, where: str, *, text: bool = False) -> dict[str, A
     start, end = _finite(seg[0], text), _finite(seg[1], text)
     if start is None or end is None:
         raise RgbtadError(f"{where}: 'segment' has a non-numeric value: {list(seg)!r}")
+    if not end > start:  # reversed or empty: never a detection (see rgbtad.evaluation)
+        raise RgbtadError(f"{where}: 'segment' [{start!r}, {end!r}] must end after it starts")
     return {"label": label, "score": score, "segment": [start, end]}
 
 

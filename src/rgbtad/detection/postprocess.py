@@ -23,6 +23,10 @@ the ActionFormer release, including their orderings and tie rules:
   'none'`` nothing is sorted or capped (as the release);
 * grid -> seconds: ``(x * feat_stride + 0.5 * num_frames) / fps``, then values ``<= 0``
   become 0 and values ``>= duration`` become ``duration``.
+
+One departure: a segment that starts at or after the video's end is clipped to the empty
+``[duration, duration]``, which the release writes out; it can never match anything, the
+evaluator refuses empty segments, so such detections are dropped here.
 """
 
 from __future__ import annotations
@@ -259,6 +263,8 @@ def postprocess_video(cls_logits, offsets, masks, points, meta: dict, cfg: NMSCo
     # clipped to the video's end equals the duration exactly
     segs = grid_to_seconds(segs.double(), _number(meta["fps"]), _number(meta["feat_stride"]),
                            _number(meta["feat_num_frames"]), _number(meta["duration"]))
+    inside = segs[:, 1] > segs[:, 0]  # clipping empties a segment that lies past the video's end
+    segs, scores, labels = segs[inside], scores[inside], labels[inside]
     return {
         "video_id": meta["video_id"],
         "segments": segs.numpy().reshape(-1, 2),

@@ -651,6 +651,7 @@ class _Teacher:
 
         from rgbtad.backbones import create_backbone
         from rgbtad.backbones.layers import channels_last_if_2d
+        from rgbtad.utils.torchio import load_torch_file
 
         weights = Path(weights)
         summary = load_clip_summary(weights)
@@ -666,7 +667,7 @@ class _Teacher:
         head_path = weights.with_name(summary.get("head", weights.stem + ".head.pt"))
         head = torch.nn.Linear(int(net.feature_dim), len(class_names))
         try:
-            head.load_state_dict(torch.load(head_path, map_location="cpu"))
+            head.load_state_dict(load_torch_file(head_path, "teacher classifier"))
         except (OSError, RuntimeError) as err:
             raise RgbtadError(f"{head_path}: cannot load the teacher's classifier ({err})") from None
         for module in (net, head):
@@ -723,7 +724,7 @@ def _fused(branches: dict):
 
 def _load_init(net, weights: Path, *, backbone: str, modality: str, backbone_kwargs: dict) -> None:
     """Start `net` from a backbone trained by `train_clip_backbone` with the same architecture."""
-    import torch
+    from rgbtad.utils.torchio import load_torch_file
 
     s = load_clip_summary(weights).get("settings", {})
     mine = {"backbone": backbone, "modality": modality, "backbone_kwargs": backbone_kwargs}
@@ -731,7 +732,7 @@ def _load_init(net, weights: Path, *, backbone: str, modality: str, backbone_kwa
     if diff:
         raise RgbtadError(f"{weights}: cannot start from it, other architecture: {', '.join(diff)}")
     try:
-        net.load_state_dict(torch.load(weights, map_location="cpu"))
+        net.load_state_dict(load_torch_file(weights, "backbone weights"))
     except (OSError, RuntimeError) as err:
         raise RgbtadError(f"{weights}: cannot load the initial weights ({err})") from None
 

@@ -9,14 +9,17 @@ Layout::
     RUN_DIR/backbone.pt        its weights (absent for a randomly initialised backbone)
     RUN_DIR/checkpoints/       resumable training checkpoints (trainer only)
     RUN_DIR/logs/              metrics.csv and TensorBoard events (trainer only)
+    RUN_DIR/summary.json       final metrics (trainer only)
 
 `rgbtad train`, `rgbtad import-actionformer` and (later) `rgbtad demo` all write this layout
-through `save_run`, and `rgbtad infer` reads it through `load_run`.
+through `save_run`, and `rgbtad infer` reads it through `load_run`. A folder holding any of
+these entries holds a run: writing a new run there is refused unless the caller replaces
+it (`check_no_run`, `clear_run`), so two runs never mix in one folder.
 """
 
 from __future__ import annotations
 
-import json
+import shutil
 from pathlib import Path
 
 import torch
@@ -24,6 +27,8 @@ import torch
 from rgbtad.config import Config, load_config, save_config
 from rgbtad.errors import RgbtadError
 from rgbtad.utils.atomic import atomic_path, write_json
+from rgbtad.utils.jsonio import read_json_file
+from rgbtad.utils.torchio import load_torch_file
 
 CONFIG_FILE = "config.yaml"
 CLASSES_FILE = "classes.json"
@@ -31,6 +36,37 @@ MODEL_FILE = "model.pt"
 BACKBONE_FILE = "backbone.json"
 BACKBONE_WEIGHTS = "backbone.pt"
 BACKBONE_FORMAT = "rgbtad-backbone-1"
+SUMMARY_FILE = "summary.json"
+RUN_ENTRIES = (CONFIG_FILE, CLASSES_FILE, MODEL_FILE, BACKBONE_FILE, BACKBONE_WEIGHTS, SUMMARY_FILE,
+               "checkpoints", "logs")
+
+
+def run_entries(run_dir: str | Path) -> list[str]:
+    """The entries of the run layout that `run_dir` holds (an empty sub-folder holds nothing)."""
+    run_dir = Path(run_dir)
+    return [name for name in RUN_ENTRIES if (run_dir / name).is_file()
+            or ((run_dir / name).is_dir() and any((run_dir / name).iterdir()))]
+
+
+def check_no_run(run_dir: str | Path, hint: str = "use --overwrite to replace it, or another --out") -> None:
+    """Refuse to write a new run into a folder that holds another one (changing nothing)."""
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RgbtadError(f"{run_dir}: exists and is not a folder")
+    found = run_entries(run_dir)
+    if found:
+        raise RgbtadError(f"{run_dir}: already holds a run ({', '.join(found)}); {hint}")
+
+
+def clear_run(run_dir: str | Path) -> None:
+    """Remove the run layout's entries from `run_dir` (what --overwrite replaces); other
+    files in the folder are not the run's and stay."""
+    for name in RUN_ENTRIES:
+        path = Path(run_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def save_run(run_dir: str | Path, cfg: Config, class_names: list[str], model_state: dict,
@@ -53,12 +89,11 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu"):
         if not (run_dir / name).is_file():
             raise RgbtadError(f"{run_dir}: not a run directory (missing {name})")
     cfg = load_config(run_dir / CONFIG_FILE)
-    try:
-        class_names = json.loads((run_dir / CLASSES_FILE).read_text())
-    except json.JSONDecodeError as err:
-        raise RgbtadError(f"{run_dir / CLASSES_FILE}: not valid JSON ({err})") from None
+    class_names = read_json_file(run_dir / CLASSES_FILE, "class list")
     model = build_model(cfg, num_classes=len(class_names))
-    state = torch.load(run_dir / MODEL_FILE, map_location="cpu", weights_only=True)
+    state = load_torch_file(run_dir / MODEL_FILE, "run weights")
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise RgbtadError(f"{run_dir / MODEL_FILE}: not an rgbtad model file (no 'model' state dict)")
     missing, unexpected = model.load_state_dict(state["model"], strict=False)
     if missing or unexpected:
         raise RgbtadError(
@@ -87,7 +122,6 @@ def attach_backbone(run_dir: str | Path, features_dir: str | Path | None) -> boo
     weights copied to backbone.pt). Returns False, changing nothing, when the folder has no
     `rgbtad extract` index or holds features of another modality."""
     import logging
-    import shutil
 
     from rgbtad.extraction.extract import INDEX_FILE, load_features_index
 
@@ -120,8 +154,6 @@ def attach_backbone(run_dir: str | Path, features_dir: str | Path | None) -> boo
 def load_backbone_spec(run_dir: str | Path) -> dict:
     """backbone.json of `run_dir`, checked and completed: every key of the format, with
     "weights" resolved to a path (or None)."""
-    from rgbtad.utils.jsonio import read_json_file
-
     run_dir = Path(run_dir)
     path = run_dir / BACKBONE_FILE
     if not path.is_file():

@@ -31,13 +31,16 @@ from rgbtad.engine import distributed
 from rgbtad.engine.inference import predict
 from rgbtad.engine.logs import TrainingLogger
 from rgbtad.engine.optim import ModelEma, make_optimizer, make_scheduler
-from rgbtad.engine.run_dir import CONFIG_FILE, attach_backbone, save_run
+from rgbtad.engine.run_dir import (CONFIG_FILE, attach_backbone, check_no_run, clear_run, run_entries,
+                                   save_run)
 from rgbtad.errors import RgbtadError
 from rgbtad.utils.atomic import atomic_path, write_json
+from rgbtad.utils.torchio import load_torch_file
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoints/last.pt"
+_CHECKPOINT_KEYS = ("epoch", "model", "ema", "optimizer", "scheduler", "rng")  # see _save_checkpoint
 
 
 def seed_everything(seed: int) -> None:
@@ -66,6 +69,26 @@ def _check_resume_config(cfg: Config, run_dir: Path) -> None:
         raise RgbtadError(
             f"{run_dir / CONFIG_FILE}: --resume with a different config (changed: {', '.join(diffs)})"
         )
+
+
+def _read_checkpoint(path: Path) -> dict:
+    state = load_torch_file(path, "training checkpoint")
+    missing = [key for key in _CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
+    if missing:
+        raise RgbtadError(f"{path}: not a training checkpoint of rgbtad (missing {', '.join(missing)})")
+    return state
+
+
+def _interrupted_start(cfg: Config, run_dir: Path) -> bool:
+    """Whether `run_dir` holds only the config and logs of this same config's training,
+    stopped before its first checkpoint (the demo and `ablate` restart such runs)."""
+    found = run_entries(run_dir)
+    if CONFIG_FILE not in found or not set(found) <= {CONFIG_FILE, "logs"}:
+        return False
+    try:
+        return load_config(run_dir / CONFIG_FILE).to_dict() == cfg.to_dict()
+    except RgbtadError:  # an unreadable config.yaml is not this run's
+        return False
 
 
 def evaluate_model(model: torch.nn.Module, cfg: Config, annotations: AnnotationSet,
@@ -98,19 +121,29 @@ def _merge_classes(annotations: AnnotationSet, name: str) -> AnnotationSet:
     return dataclasses.replace(annotations, videos=videos, class_names=[name])
 
 
-def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str | None = None,
-          progress: bool = True) -> dict:
+def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+          device: str | None = None, progress: bool = True) -> dict:
     """Train a detector as configured; write the run directory; return a summary dict.
+
+    A folder that already holds a run is refused, changing nothing, unless `resume`
+    (continue from its last checkpoint) or `overwrite` (its run files are removed once the
+    inputs have been checked, just before the first write). A start of the same config
+    that was interrupted before its first checkpoint has nothing to keep and starts over.
     `progress`: progress bars (epochs and evaluation) on stderr."""
     run_dir = Path(out_dir)
+    if resume and overwrite:
+        raise RgbtadError("--resume and --overwrite exclude each other")
     dist = distributed.setup(device)
     checkpoint_path = run_dir / CHECKPOINT
+    state = None
     if resume:
         if not checkpoint_path.is_file():
             raise RgbtadError(f"{run_dir}: nothing to resume (no {CHECKPOINT})")
         _check_resume_config(cfg, run_dir)
-    elif checkpoint_path.is_file():
-        raise RgbtadError(f"{run_dir}: already holds a training run; use --resume or another --out")
+        state = _read_checkpoint(checkpoint_path)
+    elif not overwrite and not _interrupted_start(cfg, run_dir):
+        check_no_run(run_dir, "use --resume to continue its training, --overwrite to replace it, or another --out")
+    distributed.barrier(dist)  # every process has checked the folder before the main one writes
 
     annotations = load_annotations(cfg.data.annotations)
     class_names = list(annotations.class_names)
@@ -153,7 +186,6 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
     total_epochs = cfg.train.epochs + cfg.train.warmup_epochs
     start_epoch = 0
     if resume:
-        state = torch.load(checkpoint_path, map_location="cpu", weights_only=False)
         model.load_state_dict(state["model"])
         if ema is not None:
             ema.module.load_state_dict(state["ema"])
@@ -163,6 +195,7 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, device: str
         start_epoch = state["epoch"] + 1
         log.info("resuming %s at epoch %d of %d", run_dir, start_epoch + 1, total_epochs)
     elif dist.is_main:
+        clear_run(run_dir)  # a new run: what the checks above let through is not kept
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / CONFIG_FILE)
 

@@ -50,6 +50,13 @@ Decisions where the reference is silent or fragile:
   with the number of detections affected; the same text is in `DetectionMetrics.notes`.
 * A results file that is malformed (not JSON, no ``results``, a missing field, a
   non-numeric score or segment) is an `RgbtadError` naming the file and the entry.
+* A detection whose segment is reversed (end < start), empty (end == start) or not finite
+  is an `RgbtadError` naming the first one; ``drop_invalid=True`` (``rgbtad evaluate
+  --drop-invalid``) leaves such detections out with one warning instead. The reference
+  takes them, and scores a reversed copy of a ground-truth segment as a hit (its tIoU is
+  0/0 = NaN, and NaN is "not below" any threshold): a file of reversed perfect
+  predictions gets mAP 100 at recall 0. On inputs without such segments the numbers are
+  the reference's, unchanged.
 
 Speed: the greedy matching is sequential only within one (class, video) pair, so it runs in
 lock-step over all pairs at once, vectorised over pairs and thresholds; a detection that
@@ -201,16 +208,17 @@ class DetectionMetrics:
 
 def evaluate_detection_files(gt_path: str | Path, pred_path: str | Path, split: str | None = None,
                              tiou_thresholds: Sequence[float] | None = None, *,
-                             strict: bool = False) -> DetectionMetrics:
+                             strict: bool = False, drop_invalid: bool = False) -> DetectionMetrics:
     """Evaluate an ActivityNet results file against an ActionFormer ground-truth file.
 
     Detections whose label is not a class of the ground-truth file are ignored, and those
     on videos outside the evaluated ground truth are false positives, both as in the
     reference and with one warning; ``strict=True`` makes an unknown label an error.
+    A reversed, empty or non-finite segment is an error, or left out with `drop_invalid`.
     """
     gt = load_ground_truth(gt_path, split)
     preds = load_predictions(pred_path)
-    return evaluate_detections(gt, preds, tiou_thresholds, strict=strict)
+    return evaluate_detections(gt, preds, tiou_thresholds, strict=strict, drop_invalid=drop_invalid)
 
 
 def evaluate_detections(ground_truth: GroundTruth | str | Path | Any,
@@ -218,7 +226,7 @@ def evaluate_detections(ground_truth: GroundTruth | str | Path | Any,
                         tiou_thresholds: Sequence[float] | None = None,
                         split: str | None = None,
                         top_k: Sequence[int] = RECALL_TOP_K, *,
-                        strict: bool = False) -> DetectionMetrics:
+                        strict: bool = False, drop_invalid: bool = False) -> DetectionMetrics:
     """Evaluate in memory.
 
     `ground_truth`: a `GroundTruth`, a path to an ActionFormer JSON file, or an
@@ -229,7 +237,8 @@ def evaluate_detections(ground_truth: GroundTruth | str | Path | Any,
     A detection whose label name is not a class of the ground truth is ignored (as the
     reference does) unless `strict`, where it is an `RgbtadError`; a detection on a video
     outside the evaluated ground truth is a false positive of its class. Both are reported
-    in one warning line (see the module docstring).
+    in one warning line (see the module docstring). A detection whose segment is reversed,
+    empty or not finite is an `RgbtadError`, or with `drop_invalid` left out with a warning.
     """
     if isinstance(ground_truth, GroundTruth):
         gt = ground_truth
@@ -247,6 +256,7 @@ def evaluate_detections(ground_truth: GroundTruth | str | Path | Any,
         preds = load_predictions(predictions)
     else:
         preds = Predictions.from_results(predictions)
+    preds = preds.valid_segments(drop_invalid)
     thresholds = parse_tiou(THUMOS_TIOU if tiou_thresholds is None else tiou_thresholds)
     return _evaluate(gt, preds, thresholds, tuple(int(k) for k in top_k), strict=strict)
 

@@ -12,7 +12,8 @@ Input layouts:
 Order matters and is kept: the reference evaluator sorts each class's detections with
 numpy's default (not stable) argsort, so equal scores are broken by the order the
 detections arrive in, which here is file order (videos in file order, then list order).
-Segments are taken as written (not clipped, not reordered), as the reference does.
+Segments are taken as written (not clipped, not reordered), as the reference does; the
+evaluator then refuses (or drops) reversed, empty and non-finite ones (`valid_segments`).
 
 A malformed file or entry is an `RgbtadError` naming the file, the video and the entry.
 Torch-free: the ``rgbtad evaluate`` command imports this.
@@ -20,6 +21,7 @@ Torch-free: the ``rgbtad evaluate`` command imports this.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,8 @@ from rgbtad.errors import RgbtadError
 from rgbtad.utils.jsonio import read_json_file
 
 __all__ = ["Predictions", "load_predictions"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -84,7 +88,7 @@ class Predictions:
                 labels += [d["label"] for d in dets]
                 scores += [d["score"] for d in dets]
             arrays = [_float_array(x) for x in (starts, ends, scores)]
-            if not all(np.isfinite(a).all() for a in arrays):
+            if not np.isfinite(arrays[2]).all():  # segments: see valid_segments
                 raise ValueError
             label_types = set(map(type, labels))
         except (KeyError, TypeError, IndexError, ValueError):
@@ -121,14 +125,40 @@ class Predictions:
                 f"{source}: detection arrays differ in length (videos {n}, starts {start.shape[0]}, "
                 f"ends {end.shape[0]}, labels {lab.shape[0]}, scores {score.shape[0]})"
             )
-        if not (np.isfinite(start).all() and np.isfinite(end).all() and np.isfinite(score).all()):
-            raise RgbtadError(f"{source}: detections contain a non-finite segment or score")
+        if not np.isfinite(score).all():  # segments: see valid_segments
+            raise RgbtadError(f"{source}: detections contain a non-finite score")
         if lab.dtype.kind in "iu":
             return cls(list(index), video, start, end, score, lab.astype(np.int64).tolist(), True, source)
         if n and lab.dtype.kind not in "UO":
             raise RgbtadError(f"{source}: detection labels must be class names or integer label ids")
         names = [str(x) for x in lab.tolist()]
         return cls(list(index), video, start, end, score, names, False, source)
+
+    def valid_segments(self, drop_invalid: bool = False) -> "Predictions":
+        """These detections, checked: a segment that is reversed (end < start), empty
+        (end == start) or not finite can never be a hit, yet the reference scores a
+        reversed copy of a ground-truth segment as one (its tIoU is 0/0 = NaN, which passes
+        the "not below the threshold" test). Such a detection is an `RgbtadError` naming
+        the first one, or with `drop_invalid` is left out, with one warning line."""
+        bad = ~(np.isfinite(self.start) & np.isfinite(self.end) & (self.end > self.start))
+        if not bad.any():
+            return self
+        if not drop_invalid:
+            i = int(np.flatnonzero(bad)[0])
+            v = int(self.video[i])
+            start, end = float(self.start[i]), float(self.end[i])
+            kind = "reversed" if end < start else "empty" if end == start else "not finite"
+            raise RgbtadError(
+                f"{self.source}: video '{self.video_ids[v]}': detection {int((self.video[:i] == v).sum())}: "
+                f"segment [{start!r}, {end!r}] is {kind} (end must be greater than start); "
+                f"{int(bad.sum())} such detections in all (--drop-invalid leaves them out)"
+            )
+        log.warning("%s: left out %d detections whose segment is reversed, empty or not finite "
+                    "(end <= start)", self.source, int(bad.sum()))
+        keep = ~bad
+        labels = [label for label, kept in zip(self.labels, keep.tolist()) if kept]
+        return Predictions(self.video_ids, self.video[keep], self.start[keep], self.end[keep],
+                           self.score[keep], labels, self.labels_are_ids, self.source)
 
 
 def load_predictions(path: str | Path) -> Predictions:
@@ -167,8 +197,8 @@ def _raise_first_problem(results: Mapping, source: str) -> None:
             seg = det["segment"]
             if isinstance(seg, (str, bytes)) or not isinstance(seg, Sequence) or len(seg) < 2:
                 raise RgbtadError(f"{where}: 'segment' must be [start, end], got {seg!r}")
-            if not (_finite(seg[0]) and _finite(seg[1])):
-                raise RgbtadError(f"{where}: 'segment' is not two finite numbers: {list(seg)!r}")
+            if not (_is_number_type(type(seg[0])) and _is_number_type(type(seg[1]))):
+                raise RgbtadError(f"{where}: 'segment' is not two numbers: {list(seg)!r}")
     kinds = sorted({type(d["label"]).__name__ for dets in results.values() for d in dets})
     raise RgbtadError(f"{source}: labels mix class names and ids ({', '.join(kinds)})")
 
