@@ -76,3 +76,35 @@ def test_shipped_configs_are_valid():
         if path.name.startswith("ablate_"):  # `rgbtad ablate` grids: tests/test_ablate.py
             continue
         load_config(path)
+
+
+def test_every_numeric_key_has_a_range_and_the_readme_lists_it():
+    import dataclasses
+    import typing
+    from pathlib import Path
+
+    from rgbtad.config import RANGES, Config
+    from rgbtad.utils.ranges import describe_range
+
+    numeric = {f"{section.name}.{name}" for section in dataclasses.fields(Config)
+               for name, hint in typing.get_type_hints(section.default_factory).items()
+               if hint is not bool and ("int" in str(hint) or "float" in str(hint))}
+    assert numeric - set(RANGES) == {"model.n_mha_win_size"}  # any window: <= 1 means global
+    assert set(RANGES) <= numeric
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    missing = [key for key, interval in RANGES.items() if f"`{key}` {describe_range(interval)}" not in readme]
+    assert not missing
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.ema_decay=2", "'train.ema_decay' must be in [0, 1), got 2.0"),
+    ("train.weight_decay=-1", "'train.weight_decay' must be >= 0"),
+    ("train.learning_rate=.nan", "'train.learning_rate' must be positive, got nan"),
+    ("train.clip_grad_l2norm=.inf", "'train.clip_grad_l2norm' must be finite"),
+    ("test.tiou_thresholds=[0.3,1.5]", "'test.tiou_thresholds' must be in (0, 1], got 1.5"),
+    ("data.crop_ratio=[1.0,0.5]", "'data.crop_ratio' must satisfy low <= high"),
+])
+def test_values_out_of_range_name_the_key(override, message):
+    with pytest.raises(RgbtadError) as err:
+        build_config({}, [override])
+    assert message in str(err.value)

@@ -12,12 +12,42 @@ import sys
 
 from rgbtad import __version__
 from rgbtad.errors import RgbtadError
+from rgbtad.utils.paths import check_writable_output
+from rgbtad.utils.ranges import describe_range, in_range
+
+
+def _number(kind: type, interval: str):
+    """An argparse type: a `kind` (int or float) in `interval` (`rgbtad.utils.ranges`)."""
+    def parse(text: str):
+        value = kind(text)
+        if not in_range(value, interval):
+            raise argparse.ArgumentTypeError(f"must be {describe_range(interval)}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse's "invalid int value: 'x'"
+    return parse
+
+
+_POSITIVE_INT = _number(int, "(0, inf)")
+_COUNT = _number(int, "[0, inf)")
+_POSITIVE = _number(float, "(0, inf)")
+_SCORE = _number(float, "[0, 1]")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are one line, exit code 2, like every other user error (`main`)."""
+
+    def error(self, message: str):
+        raise RgbtadError(f"{self.prog}: error: {message} (see {self.prog} --help)")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from rgbtad.evaluation.detection import evaluate_detection_files, parse_tiou
     from rgbtad.utils.atomic import write_json
 
+    for path, option in ((args.json, "--json"), (args.plot, "--plot")):
+        if path:
+            check_writable_output(path, option)
     metrics = evaluate_detection_files(
         args.gt, args.pred, split=args.split, tiou_thresholds=parse_tiou(args.tiou),
         strict=args.strict, drop_invalid=args.drop_invalid,
@@ -37,6 +67,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
     from rgbtad.config import load_config
     from rgbtad.engine.trainer import train
 
+    check_writable_output(args.out, "--out", folder=True)
     cfg = load_config(args.config, args.set)
     summary = train(cfg, args.out, resume=args.resume, overwrite=args.overwrite, device=args.device)
     if summary.get("average_mAP") is not None:
@@ -47,6 +78,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_infer(args: argparse.Namespace) -> None:
     from rgbtad.engine.inference import infer_features
 
+    check_writable_output(args.out, "--out")
     count = infer_features(
         args.run_dir,
         features_dir=args.features,
@@ -61,6 +93,7 @@ def _cmd_infer(args: argparse.Namespace) -> None:
 def _cmd_import_actionformer(args: argparse.Namespace) -> None:
     from rgbtad.compat.actionformer import import_actionformer
 
+    check_writable_output(args.out, "--out", folder=True)
     import_actionformer(args.config, args.checkpoint, args.out, annotations=args.ann, overwrite=args.overwrite)
     print(f"run directory: {args.out}")
 
@@ -68,6 +101,7 @@ def _cmd_import_actionformer(args: argparse.Namespace) -> None:
 def _cmd_toy_features(args: argparse.Namespace) -> None:
     from rgbtad.data.toy_features import make_toy_features
 
+    check_writable_output(args.out_dir, "output folder", folder=True)
     ann = make_toy_features(args.out_dir, num_train=args.train, num_test=args.test, seed=args.seed)
     print(f"wrote features to {ann.parent / 'features'} and annotations to {ann}")
 
@@ -76,15 +110,16 @@ def _add_toy_features(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("toy-features",
                        help="generate a small feature set with detectable actions (examples, tests)")
     p.add_argument("out_dir", help="folder to write features/ and annotations.json into")
-    p.add_argument("--train", type=int, default=40, help="number of training videos")
-    p.add_argument("--test", type=int, default=20, help="number of test videos")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train", type=_POSITIVE_INT, default=40, help="number of training videos")
+    p.add_argument("--test", type=_COUNT, default=20, help="number of test videos")
+    p.add_argument("--seed", type=_COUNT, default=0)
     p.set_defaults(func=_cmd_toy_features)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
     from rgbtad.benchmark.demo import demo_verdict, run_demo
 
+    check_writable_output(args.out, "--out", folder=True)
     summary = run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, with_tg=args.with_tg,
                        jobs=args.jobs, precision=args.precision)
     models = summary["models"]
@@ -104,9 +139,9 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
                    help="6 classes, 24 short videos, short trainings, 4 detectors: about 3 minutes on 2 cores")
     p.add_argument("--with-tg", action="store_true",
                    help="also a temporal-gradient teacher and its decomposed student (longer)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_COUNT, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--jobs", type=int, default=2,
+    p.add_argument("--jobs", type=_POSITIVE_INT, default=2,
                    help="detectors trained at once, one CPU thread each (default 2)")
     _add_precision(p)
     p.set_defaults(func=_cmd_demo)
@@ -184,6 +219,7 @@ def _cmd_motion(args: argparse.Namespace) -> None:
     from rgbtad.extraction.motion_files import compute_motion
     from rgbtad.video.decode import list_videos, parse_size
 
+    check_writable_output(args.out, "--out", folder=True)
     videos = list_videos(args.videos)
     report = compute_motion(
         videos, args.out, method=args.method, fps=args.fps, size=parse_size(args.size), bound=args.bound,
@@ -201,10 +237,10 @@ def _add_motion(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default="tvl1", choices=["tvl1", "dis", "farneback", "tg"],
                    help="tvl1 (default, slow: ~0.5 s per 224px pair), dis, farneback, or tg (temporal gradient)")
     p.add_argument("--out", required=True, help="output folder: <stem>.flow.npz (or .tg.npz) + JSON sidecar")
-    p.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: native)")
+    p.add_argument("--fps", type=_POSITIVE, default=None, help="resample to this frame rate (default: native)")
     p.add_argument("--size", default=None, help="P (short side, keeps aspect) or WxH (default: native)")
-    p.add_argument("--workers", type=int, default=1, help="processes, one video each (default 1)")
-    p.add_argument("--bound", type=float, default=None,
+    p.add_argument("--workers", type=_POSITIVE_INT, default=1, help="processes, one video each (default 1)")
+    p.add_argument("--bound", type=_POSITIVE, default=None,
                    help="quantization bound: clip to +-bound then map to 0..255 (default 20 px; 255 for tg)")
     p.add_argument("--dis-preset", default="fast", choices=["ultrafast", "fast", "medium"],
                    help="DIS preset (method dis only)")
@@ -216,6 +252,7 @@ def _cmd_extract(args: argparse.Namespace) -> None:
     from rgbtad.extraction.extract import extract_features
     from rgbtad.video.decode import list_videos, parse_size
 
+    check_writable_output(args.out, "--out", folder=True)
     videos = list_videos(args.videos)
     report = extract_features(
         videos, args.out, backbone=args.backbone, weights=args.weights, modality=args.modality,
@@ -241,15 +278,15 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
                    help="DIS preset (flow method dis only)")
     p.add_argument("--flow-dir", default=None,
                    help="read flow stored by `rgbtad motion` (same method, fps, size) instead of computing it")
-    p.add_argument("--snippet-frames", type=int, required=True, help="frames per snippet (e.g. 16 for I3D)")
-    p.add_argument("--stride", type=int, required=True, help="frames between snippet starts (feat_stride)")
-    p.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: native)")
+    p.add_argument("--snippet-frames", type=_POSITIVE_INT, required=True, help="frames per snippet (e.g. 16 for I3D)")
+    p.add_argument("--stride", type=_POSITIVE_INT, required=True, help="frames between snippet starts (feat_stride)")
+    p.add_argument("--fps", type=_POSITIVE, default=None, help="resample to this frame rate (default: native)")
     p.add_argument("--size", default=None, help="P (short side, keeps aspect) or WxH (default: native)")
     p.add_argument("--out", required=True, help="output folder: <stem>.npy per video + features.json")
     p.add_argument("--shard", default=None, metavar="K/N",
                    help="process only shard K of N (1-based; default under torchrun: the rank)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=8, help="snippets per forward pass (default 8)")
+    p.add_argument("--batch-size", type=_POSITIVE_INT, default=8, help="snippets per forward pass (default 8)")
     _add_precision(p)
     p.set_defaults(func=_cmd_extract)
 
@@ -257,6 +294,7 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
 def _cmd_plot(args: argparse.Namespace) -> None:
     from rgbtad.viz.timeline import parse_named_paths, plot_video_timeline
 
+    check_writable_output(args.out, "--out")
     out = plot_video_timeline(args.gt, parse_named_paths(args.pred), args.video, args.out,
                               min_score=args.min_score, top_k=args.top_k, title=args.title)
     print(f"wrote {out}")
@@ -270,8 +308,8 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
                         "optionally named NAME=PATH (default name: the file's stem)")
     p.add_argument("--video", required=True, help="video id to plot")
     p.add_argument("--out", required=True, help="output image (.png, .pdf, .svg)")
-    p.add_argument("--min-score", type=float, default=0.0, help="hide detections scoring below this")
-    p.add_argument("--top-k", type=int, default=None,
+    p.add_argument("--min-score", type=_SCORE, default=0.0, help="hide detections scoring below this")
+    p.add_argument("--top-k", type=_POSITIVE_INT, default=None,
                    help="detections drawn per class and model, best first (default 10)")
     p.add_argument("--title", default=None, help="figure title (default: video id, duration, subset)")
     p.set_defaults(func=_cmd_plot)
@@ -280,6 +318,7 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
 def _cmd_synth(args: argparse.Namespace) -> None:
     from rgbtad.data.synthetic import generate_benchmark
 
+    check_writable_output(args.out_dir, "output folder", folder=True)
     ann = generate_benchmark(args.out_dir, num_train=args.train, num_test=args.test, seed=args.seed,
                              size=args.size, fps=args.fps, min_duration=args.min_duration,
                              max_duration=args.max_duration, workers=args.workers,
@@ -293,19 +332,19 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("synth", help="generate the built-in synthetic motion-action benchmark (mp4 videos + "
                                      "ActionFormer annotations)")
     p.add_argument("out_dir", help="folder to write videos/, annotations.json and benchmark.json into")
-    p.add_argument("--train", type=int, default=DEFAULTS["num_train"],
+    p.add_argument("--train", type=_POSITIVE_INT, default=DEFAULTS["num_train"],
                    help=f"number of training videos (default {DEFAULTS['num_train']})")
-    p.add_argument("--test", type=int, default=DEFAULTS["num_test"],
+    p.add_argument("--test", type=_COUNT, default=DEFAULTS["num_test"],
                    help=f"number of test videos (default {DEFAULTS['num_test']})")
-    p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="random seed (default 0)")
-    p.add_argument("--size", type=int, default=DEFAULTS["size"],
+    p.add_argument("--seed", type=_COUNT, default=DEFAULTS["seed"], help="random seed (default 0)")
+    p.add_argument("--size", type=_POSITIVE_INT, default=DEFAULTS["size"],
                    help=f"frame width and height in pixels, even (default {DEFAULTS['size']})")
-    p.add_argument("--fps", type=float, default=DEFAULTS["fps"], help=f"frame rate (default {DEFAULTS['fps']:g})")
-    p.add_argument("--min-duration", type=float, default=DEFAULTS["min_duration"],
+    p.add_argument("--fps", type=_POSITIVE, default=DEFAULTS["fps"], help=f"frame rate (default {DEFAULTS['fps']:g})")
+    p.add_argument("--min-duration", type=_POSITIVE, default=DEFAULTS["min_duration"],
                    help=f"shortest video in seconds (default {DEFAULTS['min_duration']:g})")
-    p.add_argument("--max-duration", type=float, default=DEFAULTS["max_duration"],
+    p.add_argument("--max-duration", type=_POSITIVE, default=DEFAULTS["max_duration"],
                    help=f"longest video in seconds (default {DEFAULTS['max_duration']:g})")
-    p.add_argument("--workers", type=int, default=1, help="rendering processes (default 1; same output)")
+    p.add_argument("--workers", type=_POSITIVE_INT, default=1, help="rendering processes (default 1; same output)")
     p.add_argument("--classes", default=None, metavar="A,B,...",
                    help="use only these classes, e.g. belt_left,belt_right,ball_bounce (default: all twelve)")
     p.set_defaults(func=_cmd_synth)
@@ -315,6 +354,11 @@ def _cmd_detect(args: argparse.Namespace) -> None:
     from rgbtad.engine.detect import detect_videos
     from rgbtad.video.decode import list_videos
 
+    check_writable_output(args.out, "--out")
+    if args.csv:
+        check_writable_output(args.csv, "--csv")
+    if args.plot:
+        check_writable_output(args.plot, "--plot", folder=True)
     report = detect_videos(args.run_dir, list_videos(args.videos), out=args.out, csv=args.csv,
                            plot_dir=args.plot, min_score=args.min_score, device=args.device, onnx=args.onnx,
                            batch_size=args.batch_size, precision=args.precision, progress=not args.quiet)
@@ -333,11 +377,11 @@ def _add_detect(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output ActivityNet results JSON")
     p.add_argument("--csv", default=None, help="also write video_id,start,end,label,score rows here")
     p.add_argument("--plot", default=None, metavar="DIR", help="write a timeline DIR/<video>.png per video")
-    p.add_argument("--min-score", type=float, default=0.0, help="drop detections scoring below this")
+    p.add_argument("--min-score", type=_SCORE, default=0.0, help="drop detections scoring below this")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--onnx", default=None, metavar="MODEL.onnx",
                    help="run the detector (and the backbone, if exported with it) with ONNX Runtime")
-    p.add_argument("--batch-size", type=int, default=8, help="snippets per backbone forward pass (default 8)")
+    p.add_argument("--batch-size", type=_POSITIVE_INT, default=8, help="snippets per backbone forward pass (default 8)")
     _add_precision(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_detect)
@@ -348,6 +392,8 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     from rgbtad.utils.atomic import write_json
     from rgbtad.video.decode import parse_size
 
+    if args.json:
+        check_writable_output(args.json, "--json")
     settings = BenchSettings(backbone=args.backbone, snippet_frames=args.snippet_frames, stride=args.stride,
                              size=parse_size(args.size), fps=args.fps, batch_size=args.batch_size,
                              repeats=args.repeats, tvl1_pairs=args.tvl1_pairs,
@@ -365,15 +411,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("video", help="video to time the pipelines on (decoded into memory: a few minutes at most)")
     p.add_argument("--json", default=None, help="write the stage times here")
     p.add_argument("--backbone", default="tsm_r18", help="RGB and flow backbone, random weights (default tsm_r18)")
-    p.add_argument("--snippet-frames", type=int, default=8, help="frames per snippet (default 8)")
-    p.add_argument("--stride", type=int, default=16,
+    p.add_argument("--snippet-frames", type=_POSITIVE_INT, default=8, help="frames per snippet (default 8)")
+    p.add_argument("--stride", type=_POSITIVE_INT, default=16,
                    help="frames between snippets (default 16: about 0.5 s at 30 fps)")
     p.add_argument("--size", default="224", help="P (short side) or WxH (default 224)")
-    p.add_argument("--fps", type=float, default=None, help="resample to this frame rate (default: native)")
-    p.add_argument("--batch-size", type=int, default=8, help="snippets per backbone forward pass (default 8)")
-    p.add_argument("--repeats", type=int, default=3,
+    p.add_argument("--fps", type=_POSITIVE, default=None, help="resample to this frame rate (default: native)")
+    p.add_argument("--batch-size", type=_POSITIVE_INT, default=8, help="snippets per backbone forward pass (default 8)")
+    p.add_argument("--repeats", type=_POSITIVE_INT, default=3,
                    help="runs of a short stage (under 2 s), median reported (default 3)")
-    p.add_argument("--tvl1-pairs", type=int, default=24,
+    p.add_argument("--tvl1-pairs", type=_COUNT, default=24,
                    help="TV-L1 frame pairs computed, then extrapolated to the video (default 24; 0: all)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     _add_precision(p)
@@ -381,7 +427,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="run every pipeline's backbones with PyTorch (as `rgbtad detect`, default) or ONNX Runtime "
                         "(as `rgbtad detect --onnx` after `rgbtad export --with-backbone`), in float32 or int8 "
                         "(as after `--int8-calibration`; calibrated on the video's own snippets)")
-    p.add_argument("--detector-width", type=int, default=512,
+    p.add_argument("--detector-width", type=_POSITIVE_INT, default=512,
                    help="channels of the ActionFormer's embedding, neck and heads (default 512, as THUMOS)")
     p.add_argument("--quiet", action="store_true", help="no stage messages")
     p.set_defaults(func=_cmd_bench)
@@ -390,6 +436,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 def _cmd_export(args: argparse.Namespace) -> None:
     from rgbtad.engine.export import export_run
 
+    check_writable_output(args.out, "OUT.onnx")
     if args.calibration_snippets < 1:
         raise RgbtadError(f"--calibration-snippets must be >= 1, got {args.calibration_snippets}")
     result = export_run(args.run_dir, args.out, with_backbone=args.with_backbone,
@@ -421,6 +468,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 def _cmd_ablate(args: argparse.Namespace) -> None:
     from rgbtad.benchmark.ablate import format_table, run_ablation
 
+    check_writable_output(args.out, "--out", folder=True)
     results = run_ablation(args.grid, args.out, seeds=args.seeds, device=args.device)
     print(format_table(results))
     print(f"wrote {args.out}/results.md and {args.out}/results.json")
@@ -434,7 +482,7 @@ def _add_ablate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True,
                    help="output folder: cells/<name>/seed<k>/ run dirs (finished ones are reused), "
                         "results.json, results.md")
-    p.add_argument("--seeds", type=int, default=None,
+    p.add_argument("--seeds", type=_POSITIVE_INT, default=None,
                    help="train with seeds 0..N-1 (default: the grid's 'seeds', else 3)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=_cmd_ablate)
@@ -444,7 +492,7 @@ _SUBCOMMANDS = [_add_demo, _add_toy_features, _add_train, _add_infer, _add_evalu
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rgbtad",
         description="Temporal action detection from RGB video, with motion distilled at training time.",
     )
@@ -458,7 +506,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except RgbtadError as err:  # a usage error (`_Parser.error`), already prefixed with the command
+        print(err, file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s: %(message)s",

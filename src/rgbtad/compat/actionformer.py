@@ -591,12 +591,12 @@ def import_actionformer(config_path: str | Path, checkpoint_path: str | Path, ou
     else:
         json_file = release["dataset"].get("json_file")
         if not json_file:
-            raise RgbtadError(f"{config_path}: no dataset.json_file; pass the annotation file "
-                              "(annotations=...) to name the classes")
+            raise RgbtadError(f"{config_path}: no dataset.json_file; give the annotation file "
+                              "with --ann to name the classes")
         ann_path = _resolve(str(json_file), config_path)
         if ann_path is None:
-            raise RgbtadError(f"{config_path}: annotation file '{json_file}' not found; pass it "
-                              "explicitly (annotations=...)")
+            raise RgbtadError(f"{config_path}: annotation file '{json_file}' not found; give it "
+                              "with --ann")
     cfg.data.annotations = str(ann_path)
     class_names = _class_names(ann_path, cfg.model.num_classes)
 

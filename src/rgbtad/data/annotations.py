@@ -254,7 +254,7 @@ def _load_bsn(json_path: Path, subset_csv: str | Path | None, clip: bool, notes:
     info_path = Path(subset_csv) if subset_csv is not None else folder / BSN_INFO_CSV
     if subset_csv is None and not info_path.is_file():
         raise RgbtadError(
-            f"{json_path}: BSN layout needs {BSN_INFO_CSV} beside it (or subset_csv=) for the subsets"
+            f"{json_path}: BSN layout needs {BSN_INFO_CSV} beside it for the subsets"
         )
     info = _read_video_info(info_path)
     classes_path = folder / BSN_CLASSES_CSV

@@ -45,6 +45,7 @@ skips it with a warning, as the reference does silently).
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any, Sequence
 
@@ -60,8 +61,11 @@ from rgbtad.errors import RgbtadError
 
 __all__ = ["FeatureDataset", "MAX_TRUNCATION_TRIALS", "detector_input", "item_rng", "truncate_item"]
 
+log = logging.getLogger(__name__)
+
 MAX_TRUNCATION_TRIALS = 200
 DUPLICATE_TOLERANCE = 1e-3  # seconds
+LONG_FEATURES_FACTOR = 2.0  # features spanning more than this times the video's duration: a warning
 
 
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -228,6 +232,30 @@ class FeatureDataset(Dataset):
                 raise RgbtadError(f"config key 'data.crop_ratio' must satisfy 0 < low <= high, got {list(cfg.crop_ratio)}")
         if not 0 <= cfg.trunc_thresh <= 1:
             raise RgbtadError(f"config key 'data.trunc_thresh' must be in [0, 1], got {cfg.trunc_thresh}")
+
+    def warn_long_features(self) -> None:
+        """One warning when features run far past the annotated end of their videos.
+
+        Snippet ``T - 1`` ends at ``((T - 1) * feat_stride + num_frames) / fps`` seconds; more
+        than `LONG_FEATURES_FACTOR` times the duration means wrong snippet settings or fps, or
+        features of other videos, and detections there are clipped to zero length at the end.
+        Reads only the .npy headers (`FeatureStore.num_snippets`).
+        """
+        long = []
+        for entry in self.entries:
+            count = self.store.num_snippets(entry["video_id"])
+            if count is None or entry["duration"] <= 0:
+                continue
+            span = ((count - 1) * self.cfg.feat_stride + self.cfg.num_frames) / entry["fps"]
+            if span > LONG_FEATURES_FACTOR * entry["duration"]:
+                long.append((entry, count, span))
+        if long:
+            entry, count, span = long[0]
+            others = f" (and {len(long) - 1} more videos)" if len(long) > 1 else ""
+            log.warning("%s: %d snippets span %.1f s (data.feat_stride %d, data.num_frames %d, %g fps) but video "
+                        "'%s' lasts %.1f s%s; check the snippet settings and the fps",
+                        self.store.path(entry["video_id"]), count, span, self.cfg.feat_stride, self.cfg.num_frames,
+                        entry["fps"], entry["video_id"], entry["duration"], others)
 
     # -- sampling state ---------------------------------------------------------------------
     def set_epoch(self, epoch: int) -> None:

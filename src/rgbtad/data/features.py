@@ -142,6 +142,18 @@ class FeatureStore:
                 ids.append(core)
         return sorted(ids)
 
+    def num_snippets(self, video_id: str) -> int | None:
+        """T of the video's ``T x C`` array from the .npy header alone (no data is read);
+        None when the file is missing or not a 2-D .npy array (`load` says why)."""
+        try:
+            array = np.load(self.path(video_id), mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile):
+            return None
+        if not isinstance(array, np.ndarray):  # an .npz archive
+            array.close()
+            return None
+        return int(array.shape[0]) if array.ndim == 2 else None
+
     def load_raw(self, video_id: str) -> np.ndarray:
         """The array exactly as stored (no checks, no channel selection, no conversion)."""
         path = self.path(video_id)

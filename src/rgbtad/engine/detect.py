@@ -129,8 +129,6 @@ class Detector:
         if not run_dir.is_dir():
             raise RgbtadError(f"{run_dir}: run directory not found")
         torch_device = resolve_device(str(device) if device is not None else None)
-        if torch_device.type == "cuda" and not torch.cuda.is_available():
-            raise RgbtadError("--device cuda requested but CUDA is not available")
         cfg, class_names, model = load_run(run_dir, torch_device)
         spec = load_backbone_spec(run_dir)
         forward = None

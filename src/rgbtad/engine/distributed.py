@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from rgbtad.errors import RgbtadError
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -25,9 +27,19 @@ class DistInfo:
 
 
 def resolve_device(device: str | None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The device a `--device` option names (default: CUDA when available); an unknown name
+    or CUDA on a machine without it is an `RgbtadError`, before any work starts."""
+    if not device:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise RgbtadError(f"--device {device}: not a device (expected cpu, cuda or cuda:N)") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RgbtadError(f"--device {device} requested but CUDA is not available")
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise RgbtadError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return resolved
 
 
 def setup(device: str | None = None) -> DistInfo:

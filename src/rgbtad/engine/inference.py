@@ -86,6 +86,7 @@ def infer_features(run_dir: str | Path, *, features_dir: str | Path, annotations
     dataset = FeatureDataset(subset, FeatureStore.from_config(cfg.data, features_dir), cfg.data,
                              training=False, class_names=class_names,
                              class_agnostic=len(class_names) == 1)
+    dataset.warn_long_features()
     results = predict(model, dataset, class_names, torch_device, cfg.data.max_seq_len, progress)
     write_results_json(out_path, results)
     return len(results)

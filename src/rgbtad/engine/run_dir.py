@@ -90,17 +90,36 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu"):
             raise RgbtadError(f"{run_dir}: not a run directory (missing {name})")
     cfg = load_config(run_dir / CONFIG_FILE)
     class_names = read_json_file(run_dir / CLASSES_FILE, "class list")
-    model = build_model(cfg, num_classes=len(class_names))
+    if (not isinstance(class_names, list) or not class_names
+            or not all(isinstance(name, str) and name for name in class_names)):
+        raise RgbtadError(f"{run_dir / CLASSES_FILE}: expected a JSON list of class names")
+    try:
+        model = build_model(cfg, num_classes=len(class_names))
+    except RgbtadError as err:
+        raise RgbtadError(f"{run_dir / CONFIG_FILE}: {err}") from None
     state = load_torch_file(run_dir / MODEL_FILE, "run weights")
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+    weights = state.get("model") if isinstance(state, dict) else None
+    if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
         raise RgbtadError(f"{run_dir / MODEL_FILE}: not an rgbtad model file (no 'model' state dict)")
-    missing, unexpected = model.load_state_dict(state["model"], strict=False)
-    if missing or unexpected:
-        raise RgbtadError(
-            f"{run_dir / MODEL_FILE}: weights do not fit the configured detector "
-            f"(missing keys: {missing[:5]}, unexpected keys: {unexpected[:5]})"
-        )
+    _check_fit(model.state_dict(), weights, run_dir)
+    model.load_state_dict(weights)
     return cfg, class_names, model.to(device).eval()
+
+
+def _check_fit(expected: dict, weights: dict, run_dir: Path) -> None:
+    """One line naming the files when model.pt was not written for this config.yaml and
+    classes.json (load_state_dict would raise a long RuntimeError)."""
+    problems = []
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    mismatched = [f"{k} {list(weights[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
+                  if k in weights and weights[k].shape != v.shape]
+    for what, keys in (("missing", missing), ("unexpected", unexpected), ("shape file vs config", mismatched)):
+        if keys:
+            problems.append(f"{what}: {', '.join(keys[:3])}" + (f" and {len(keys) - 3} more" if len(keys) > 3 else ""))
+    if problems:
+        raise RgbtadError(f"{run_dir / MODEL_FILE}: weights do not fit the detector of {CONFIG_FILE} and "
+                          f"{CLASSES_FILE} ({'; '.join(problems)})")
 
 
 # --------------------------------------------------------------------------- backbone settings

@@ -101,15 +101,23 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, annotations: AnnotationS
     """
     from rgbtad.evaluation.detection import evaluate_detections
 
-    val = annotations.split(cfg.data.val_split)
     class_agnostic = len(class_names) == 1 and len(annotations.class_names) > 1
-    dataset = FeatureDataset(val, FeatureStore.from_config(cfg.data), cfg.data, training=False,
-                             class_names=class_names, class_agnostic=class_agnostic)
+    dataset = _validation_set(cfg, annotations, class_names)
     detections = predict(model, dataset, class_names, device, cfg.data.max_seq_len, progress)
     truth = load_annotations(cfg.data.annotations, clip_to_duration=False).split(cfg.data.val_split)
     if class_agnostic:
         truth = _merge_classes(truth, class_names[0])
     return detections, evaluate_detections(truth, detections, cfg.test.tiou_thresholds)
+
+
+def _validation_set(cfg: Config, annotations: AnnotationSet, class_names: list[str]) -> FeatureDataset:
+    try:
+        val = annotations.split(cfg.data.val_split)
+    except RgbtadError as err:
+        raise RgbtadError(f"{err} (data.val_split)") from None
+    class_agnostic = len(class_names) == 1 and len(annotations.class_names) > 1
+    return FeatureDataset(val, FeatureStore.from_config(cfg.data), cfg.data, training=False,
+                          class_names=class_names, class_agnostic=class_agnostic)
 
 
 def _merge_classes(annotations: AnnotationSet, name: str) -> AnnotationSet:
@@ -145,6 +153,8 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: 
         check_no_run(run_dir, "use --resume to continue its training, --overwrite to replace it, or another --out")
     distributed.barrier(dist)  # every process has checked the folder before the main one writes
 
+    if not cfg.data.annotations:  # else read as the current folder
+        raise RgbtadError("config key 'data.annotations' is not set (an annotation file or BSN folder)")
     annotations = load_annotations(cfg.data.annotations)
     class_names = list(annotations.class_names)
     num_classes = cfg.model.num_classes or len(class_names)
@@ -174,6 +184,8 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: 
         raise RgbtadError(
             f"split '{cfg.data.train_split}' has {len(train_set)} videos, fewer than one batch of {cfg.train.batch_size}"
         )
+    # the validation split and its feature files, checked now rather than after the last epoch
+    _validation_set(cfg, annotations, class_names).warn_long_features()
 
     seed_everything(cfg.train.seed)
     model = build_model(cfg, num_classes).to(dist.device)
@@ -210,14 +222,15 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: 
                              iters_per_epoch, dist, logger)
             last = epoch == total_epochs - 1
             eval_now = last or (cfg.train.eval_every > 0 and (epoch + 1) % cfg.train.eval_every == 0)
+            # the checkpoint first: an evaluation that fails does not lose the epoch
+            if dist.is_main and (last or (epoch + 1) % max(cfg.train.checkpoint_every, 1) == 0):
+                _save_checkpoint(checkpoint_path, epoch, model, ema, optimizer, scheduler)
             if dist.is_main and eval_now:
                 eval_model = ema.module if ema is not None else model
                 _, metrics = evaluate_model(eval_model, cfg, annotations, class_names, dist.device, progress)
                 logger.log_val(epoch, (epoch + 1) * iters_per_epoch, list(metrics.mAP),
                                float(metrics.average_mAP))
                 log.info("epoch %d: average mAP %.2f", epoch + 1, 100 * metrics.average_mAP)
-            if dist.is_main and (last or (epoch + 1) % max(cfg.train.checkpoint_every, 1) == 0):
-                _save_checkpoint(checkpoint_path, epoch, model, ema, optimizer, scheduler)
             distributed.barrier(dist)
     finally:
         if logger is not None:

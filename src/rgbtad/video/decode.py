@@ -365,12 +365,15 @@ def probe(path: str | Path, exact: bool = True) -> VideoInfo:
 
 def list_videos(inputs: list[str | Path]) -> list[Path]:
     """Expand files and folders (non-recursive; files with a known video extension) into a
-    list sorted by file name; a missing input raises `RgbtadError`."""
+    list sorted by file name; a missing input or a folder without videos raises `RgbtadError`."""
     found: list[Path] = []
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            found.extend(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS)
+            videos = [q for q in p.iterdir() if q.is_file() and q.suffix.lower() in VIDEO_EXTENSIONS]
+            if not videos:
+                raise RgbtadError(f"{p}: folder holds no video files ({', '.join(VIDEO_EXTENSIONS)})")
+            found.extend(videos)
         elif p.exists():
             found.append(p)
         else:
