@@ -185,6 +185,14 @@ def test_temporal_shift_moves_one_eighth_each_way_with_zero_fill():
     assert torch.equal(out[1, 0, :fold], x[1, 1, :fold])
 
 
+def test_temporal_shift_keeps_a_channels_last_layout_and_its_values():
+    x = torch.randn(2 * 4, 16, 5, 6)
+    expected = temporal_shift(x, 4, 8)
+    got = temporal_shift(x.to(memory_format=torch.channels_last), 4, 8)
+    assert got.is_contiguous(memory_format=torch.channels_last)  # no layout conversion per block
+    assert torch.equal(got, expected) and expected.is_contiguous()
+
+
 def test_tsm_is_sensitive_to_frame_order_only_with_the_shift():
     x = clip(shared_net("tsm_tiny"))
     reversed_x = x.flip(2)

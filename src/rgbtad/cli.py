@@ -142,7 +142,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=_COUNT, default=0)
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--jobs", type=_POSITIVE_INT, default=2,
-                   help="detectors trained at once, one CPU thread each (default 2)")
+                   help="stages (backbones, features, detectors) run at once, one CPU thread each (default 2)")
     _add_precision(p)
     p.set_defaults(func=_cmd_demo)
 

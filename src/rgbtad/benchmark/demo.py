@@ -11,8 +11,8 @@ Stages (each reuses its finished output on a second run, so an interrupted demo 
    where native); only the backbones that the chosen models read are trained;
 4. ``features``: snippet features of every video per backbone (`rgbtad.extraction.extract`,
    same precision), and the two-stream features (RGB and flow side by side);
-5. ``detectors``: one ActionFormer per model (`rgbtad.engine.trainer`), two at a time in
-   worker processes (`_train_detectors`), then detections on the test split and their mAP;
+5. ``detectors``: one ActionFormer per model (`rgbtad.engine.trainer`), then detections on
+   the test split and their mAP;
 6. ``report``: ``summary.json``, ``report.md``, timelines and training curves.
 
 Layout of ``OUT``::
@@ -33,6 +33,7 @@ import logging
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -201,11 +202,10 @@ class StageClock:
 def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device: str | None = None,
              with_tg: bool = False, jobs: int = 2, precision: str = "auto") -> dict:
     """Run (or finish) the demo in `out_dir`; return the summary. `with_tg` adds the
-    temporal-gradient teacher and its student; `jobs` detectors train at once
-    (`_train_detectors`); `precision` of backbone training and extraction (`rgbtad.precision`:
-    auto picks bfloat16 only where the hardware runs it natively)."""
-    import torch
-
+    temporal-gradient teacher and its student; `jobs` stages (backbones, features,
+    detectors) run at once, one torch thread each (`run_stages`); `precision` of backbone
+    training and extraction (`rgbtad.precision`: auto picks bfloat16 only where the hardware
+    runs it natively)."""
     from rgbtad.engine.distributed import resolve_device
     from rgbtad.precision import resolve_precision
 
@@ -218,23 +218,20 @@ def run_demo(out_dir: str | Path, *, quick: bool = False, seed: int = 0, device:
     _check_settings(out, settings, seed, precision)
     clock = StageClock(out / "timings.json")
 
-    ann_path = clock.run("data", _generate, out, settings, seed)
-    videos = sorted((out / "data" / "videos").glob("*.mp4"))
-    clock.run("motion", _motion, videos, out, settings)
-    chosen = None if settings.models is None else {*settings.models, *(m.name for m in _tg_models(with_tg))}
-    models = [m for m in demo_models(with_tg) if chosen is None or m.name in chosen]
-    backbones = needed_backbones(demo_backbones(with_tg), models)
-    for spec in backbones:
-        clock.run(f"backbone_{spec.name}", _train_backbone, ann_path, out, settings, spec, seed, device, precision)
-    for spec in backbones:
-        clock.run(f"features_{spec.name}", _extract, videos, out, settings, spec, device, precision)
-    clock.run("features_two_stream", _concat_features, out, ("rgb", "flow"), "two_stream")
-
-    results = _train_detectors(models, ann_path, out, settings, seed, device, clock, jobs)
+    with worker_pool(int(jobs)) as pool:
+        ann_path = clock.run("data", _generate, out, settings, seed)
+        videos = sorted((out / "data" / "videos").glob("*.mp4"))
+        clock.run("motion", _motion, videos, out, settings)
+        chosen = None if settings.models is None else {*settings.models, *(m.name for m in _tg_models(with_tg))}
+        models = [m for m in demo_models(with_tg) if chosen is None or m.name in chosen]
+        backbones = needed_backbones(demo_backbones(with_tg), models)
+        stages = demo_stages(backbones, models, videos, ann_path, out, settings, seed, device, precision)
+        done = run_stages(stages, clock, int(jobs), pool)
+    results = {m.name: done[f"detector_{m.name}"] for m in models}
     from rgbtad.benchmark.report import write_report
 
     summary = {"models": results, "settings": asdict(settings), "seed": seed, "with_tg": with_tg,
-               "precision": precision, "cpu": cpu_model(), "torch_threads": torch.get_num_threads()}
+               "precision": precision, "cpu": cpu_model(), "jobs": int(jobs)}  # jobs of one torch thread
     clock.run("report", write_report, out, ann_path, summary, models, clock.timings)
     return summary
 
@@ -305,7 +302,7 @@ def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, spec: Bac
         size=settings.size, flow_method=settings.flow_method, flow_dir=out / "flow",
         epochs=epochs, per_class=settings.clip_per_class, batch_size=settings.clip_batch_size, seed=seed,
         device=device, teacher=teacher,
-        distill=spec.distill, init_from=init_from, precision=precision,
+        distill=spec.distill, init_from=init_from, precision=precision, progress=False,
     )
 
 
@@ -317,7 +314,7 @@ def _extract(videos: list[Path], out: Path, settings: DemoSettings, spec: Backbo
         videos, out / "features" / spec.name, backbone=BACKBONE, weights=str(out / "backbones" / f"{spec.name}.pt"),
         modality=spec.modality, flow_method=settings.flow_method, snippet_frames=settings.snippet_frames,
         stride=settings.stride, fps=settings.fps, size=settings.size, device=device, batch_size=32,
-        precision=precision, flow_dir=out / "flow" if spec.modality == "flow" else None,
+        precision=precision, flow_dir=out / "flow" if spec.modality == "flow" else None, progress=False,
     )
     if not report.ok:
         raise RgbtadError(f"feature extraction ({spec.name}) failed for some videos:\n{report.summary()}")
@@ -345,7 +342,10 @@ def detector_config(spec: ModelSpec, ann_path: Path, out: Path, settings: DemoSe
                            "input_dim": dims[spec.features], "feat_stride": settings.stride,
                            "num_frames": settings.snippet_frames})
     values["train"].update({"epochs": settings.detector_epochs, "warmup_epochs": settings.detector_warmup,
-                            "ema_decay": settings.detector_ema_decay, "seed": seed})
+                            "ema_decay": settings.detector_ema_decay, "seed": seed,
+                            # a resumable checkpoint every 5 epochs: saving one took 0.2 s, 10 % of
+                            # a decomposed student's epoch in the quick demo
+                            "checkpoint_every": 5})
     values["model"].update({key: settings.detector_dim for key in ("embd_dim", "fpn_dim", "head_dim")})
     cfg = build_config(values, [o.format(out=out, dim=dims) for o in spec.overrides])
     cfg.data.max_seq_len = _max_seq_len(cfg, settings)
@@ -379,37 +379,116 @@ def synthetic_detector_defaults() -> dict:
     return yaml.safe_load(text)
 
 
-def _train_detectors(models: list[ModelSpec], ann_path: Path, out: Path, settings: DemoSettings, seed: int,
-                     device: str | None, clock: StageClock, jobs: int) -> dict[str, dict]:
-    """Train and evaluate every model, `jobs` at a time in worker processes of one torch
-    thread each; a student starts once its teacher is done. The detectors are small and bound
-    by per-operation overhead, so one thread runs a training only about 1.2x slower than two
-    (measured on the 2-core machine): two at once do about 1.7x the work."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+@dataclass(frozen=True)
+class Stage:
+    """One job of the demo after the optical flow: ``func(*args)`` in a worker process, once
+    the stages named in `needs` are done; `describe` logs its start, `report(result, seconds)`
+    its end."""
 
-    results: dict[str, dict] = {}
-    pending = sorted(models, key=_schedule_rank(models))
+    name: str
+    func: Callable
+    args: tuple
+    needs: tuple[str, ...] = ()
+    describe: str = ""
+    report: Callable | None = None
+    # convolutional backbones run about 1.6x faster on two threads; the small detectors do not
+    # (1 thread: 42 s, 2 threads: 52 s for the quick demo's decomposed student)
+    threaded: bool = False
+
+
+def demo_stages(backbones: list[BackboneSpec], models: list[ModelSpec], videos: list[Path], ann_path: Path,
+                out: Path, settings: DemoSettings, seed: int, device: str | None, precision: str) -> list[Stage]:
+    """Backbones, features and detectors as stages, in the order a free worker takes the ready
+    ones: backbones (teachers first: the distilled ones wait for them and lie on the longest
+    path), features, then detectors (`_schedule_rank`)."""
+    stages = [Stage(f"backbone_{b.name}", _train_backbone, (ann_path, out, settings, b, seed, device, precision),
+                    tuple(f"backbone_{n}" for n in (b.teacher, b.init_from) if n is not None),
+                    f"backbone {b.name}: training ({BACKBONE}, {b.modality}"
+                    + (f", distilled from {b.teacher} ({b.distill})" if b.teacher else "") + ")",
+                    lambda result, seconds, b=b: f"backbone {b.name}: done ({seconds:.0f} s)", threaded=True)
+              for b in backbones]
+    stages += [Stage(f"features_{b.name}", _extract, (videos, out, settings, b, device, precision),
+                     (f"backbone_{b.name}",), threaded=True) for b in backbones]
+    if any(m.features == "two_stream" for m in models):
+        stages.append(Stage("features_two_stream", _concat_features, (out, ("rgb", "flow"), "two_stream"),
+                            ("features_rgb", "features_flow")))
+    for m in sorted(models, key=_schedule_rank(models)):
+        needs = (f"features_{m.features}",) + ((f"detector_{m.teacher}",) if m.teacher else ())
+        stages.append(Stage(f"detector_{m.name}", _train_and_evaluate, (m, ann_path, out, settings, seed, device),
+                            needs, f"detector {m.name}: {m.description}",
+                            lambda result, seconds, m=m: f"detector {m.name}: average mAP "
+                                                         f"{100 * result['average_mAP']:.1f} ({seconds:.0f} s)"))
+    return stages
+
+
+def run_stages(stages: list[Stage], clock: StageClock, jobs: int, pool) -> dict:
+    """Run `stages` in the workers of `pool` (`worker_pool`), `jobs` at a time, one torch
+    thread each (`jobs` threads for a threaded stage that runs alone); a stage starts once its
+    `needs` are done, the first ready one in list order first. Returns the results by stage
+    name. On 2 cores a backbone training runs only 1.6x faster on two threads than on one and
+    a detector training not faster at all, so two single-thread stages side by side (the RGB
+    and flow backbones; a distilled backbone and the detectors of finished features) do more
+    work than one after the other."""
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    done: dict = {}
+    pending = list(stages)
     running: dict = {}
-    context = multiprocessing.get_context("spawn")  # never fork a process that already ran torch
-    # at most `jobs` jobs are ever submitted, so none waits in the pool's queue
-    with ProcessPoolExecutor(max_workers=int(jobs), mp_context=context,
-                             initializer=_detector_worker_init) as pool:
-        while pending or running:
-            for spec in [m for m in pending if m.teacher is None or m.teacher in results]:
-                if len(running) >= int(jobs):
-                    break
-                log.info("detector %s: %s", spec.name, spec.description)
-                running[pool.submit(_train_and_evaluate, spec, ann_path, out, settings, seed, device)] = spec
-                pending.remove(spec)
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                spec = running.pop(future)
-                results[spec.name], seconds = future.result()
-                clock.record(f"detector_{spec.name}", seconds)
-                log.info("detector %s: average mAP %.1f (%.0f s)", spec.name,
-                         100 * results[spec.name]["average_mAP"], seconds)
-    return {spec.name: results[spec.name] for spec in models}
+    # at most `jobs` stages are ever submitted, so none waits in the pool's queue
+    while pending or running:
+        ready = [s for s in pending if all(n in done for n in s.needs)]
+        for stage in ready[:jobs - len(running)]:
+            if stage.describe:
+                log.info("%s", stage.describe)
+            # a threaded stage alone (nothing else runs or is ready: nothing can start
+            # before it ends) gets every thread
+            threads = jobs if stage.threaded and not running and len(ready) == 1 else 1
+            running[pool.submit(_timed, stage.func, stage.args, threads)] = stage
+            pending.remove(stage)
+        if not running:
+            raise RuntimeError(f"stages wait on stages that are not there: {[s.name for s in pending]}")
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            stage = running.pop(future)
+            done[stage.name], seconds = future.result()
+            clock.record(stage.name, seconds)
+            if stage.report is not None:
+                log.info("%s", stage.report(done[stage.name], seconds))
+    return done
+
+
+def worker_pool(jobs: int):
+    """`jobs` spawned worker processes (never fork a process that already ran torch), started
+    at once: their imports overlap the data and flow stages."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_worker_init)
+    for _ in range(jobs):  # each submission to a busy pool starts one more worker
+        pool.submit(int)
+    return pool
+
+
+def _worker_init() -> None:
+    import logging as logging_
+
+    import torch._dynamo  # noqa: F401 - what the first optimizer imports (2.5 s)
+
+    import rgbtad.engine.clip_training  # noqa: F401
+    import rgbtad.engine.trainer  # noqa: F401
+
+    # spawned workers start without the parent's logging set-up: keep their warnings
+    logging_.basicConfig(level=logging_.WARNING, format="%(levelname)s: %(message)s")
+
+
+def _timed(func: Callable, args: tuple, threads: int):
+    import torch
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    result = func(*args)
+    return result, time.perf_counter() - start
 
 
 def _schedule_rank(models: list[ModelSpec]):
@@ -422,22 +501,15 @@ def _schedule_rank(models: list[ModelSpec]):
                       order[m.name])
 
 
-def _detector_worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
 def _train_and_evaluate(spec: ModelSpec, ann_path: Path, out: Path, settings: DemoSettings, seed: int,
-                        device: str | None) -> tuple[dict, float]:
+                        device: str | None) -> dict:
     """A worker's job: train (or find) the model's run, detect on the test split, evaluate;
-    returns the metrics and the seconds taken. No progress bars: those of parallel workers
-    would interleave (the parent logs each model's start and result)."""
+    returns the metrics. No progress bars: those of parallel workers would interleave (the
+    parent logs each stage's start and result)."""
     from rgbtad.engine.inference import infer_features
     from rgbtad.engine.trainer import train
     from rgbtad.evaluation.detection import evaluate_detection_files
 
-    start = time.perf_counter()
     run_dir = out / "runs" / spec.name
     cfg = detector_config(spec, ann_path, out, settings, seed)
     if not (run_dir / "model.pt").is_file():
@@ -448,4 +520,4 @@ def _train_and_evaluate(spec: ModelSpec, ann_path: Path, out: Path, settings: De
         infer_features(run_dir, features_dir=cfg.data.features, annotations=ann_path, split="test",
                        out_path=pred, device=device, progress=False)
     metrics = evaluate_detection_files(ann_path, pred, split="test", tiou_thresholds=cfg.test.tiou_thresholds)
-    return metrics.to_json(), time.perf_counter() - start
+    return metrics.to_json()

@@ -20,7 +20,7 @@ def write_report(out: Path, ann_path: Path, summary: dict, models: list, timings
     write_json(out / "summary.json", {
         "models": {name: {key: m[key] for key in SUMMARY_KEYS} for name, m in metrics.items()},
         "settings": summary["settings"], "seed": summary["seed"], "precision": summary["precision"],
-        "cpu": summary["cpu"], "torch_threads": summary["torch_threads"],
+        "cpu": summary["cpu"], "jobs": summary["jobs"],
     })
     plots = out / "plots"
     plot_model_comparison({name: {key: m[key] for key in SUMMARY_KEYS} for name, m in metrics.items()},
@@ -42,7 +42,7 @@ def _markdown(summary: dict, models: list, timings: dict, timelines: list[Path],
     tious = next(iter(metrics.values()))["tiou"]
     lines = ["# rgbtad demo: the built-in synthetic benchmark", "",
              f"Seed {summary['seed']}; backbone precision {summary['precision']} on {summary['cpu']} "
-             f"({summary['torch_threads']} torch threads); settings: "
+             f"({summary['jobs']} stages at a time, one torch thread each); settings: "
              + ", ".join(f"{k}={v}" for k, v in summary["settings"].items()), "",
              "## mAP (%) on the test split", "",
              "| model | " + " | ".join(f"{t:g}" for t in tious) + " | avg | what it is |",
