@@ -18,12 +18,12 @@ TINY = ["--backbone", "tsm_tiny", "--size", "32", "--snippet-frames", "4", "--st
 def test_bench_writes_the_documented_json(shared_data, tmp_path, capsys):
     clip = shared_data / "videos" / "mmaction2_part_0.mp4"  # 32 frames, 340x256, 30 fps
     out = tmp_path / "bench.json"
-    assert main(["bench", str(clip), "--json", str(out), *TINY]) == 0
+    assert main(["bench", str(clip), "--json", str(out), "--runtime", "torch", *TINY]) == 0
     printed = capsys.readouterr().out
     assert "rgb_only is" in printed and "extrapolated" in printed
 
     report = json.loads(out.read_text())
-    # the precision auto chose for this machine is recorded, with the CPU it ran on
+    # PyTorch backbones: the precision auto chose for this machine is recorded, with the CPU it ran on
     assert report["settings"]["precision"] == resolve_precision("auto", "cpu")
     assert report["environment"]["cpu"] == cpu_model() and f"backbones in {report['settings']['precision']}" in printed
     assert report["video"]["frames"] == 32 and report["video"]["size"] == [340, 256]

@@ -423,10 +423,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    help="TV-L1 frame pairs computed, then extrapolated to the video (default 24; 0: all)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     _add_precision(p)
-    p.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "onnxruntime-int8"],
-                   help="run every pipeline's backbones with PyTorch (as `rgbtad detect`, default) or ONNX Runtime "
-                        "(as `rgbtad detect --onnx` after `rgbtad export --with-backbone`), in float32 or int8 "
-                        "(as after `--int8-calibration`; calibrated on the video's own snippets)")
+    p.add_argument("--runtime", default="onnxruntime-int8", choices=["torch", "onnxruntime", "onnxruntime-int8"],
+                   help="every pipeline's backbones: ONNX Runtime in int8 (default; as `rgbtad detect --onnx` after "
+                        "`rgbtad export --with-backbone --int8-calibration`, here calibrated on the video's own "
+                        "snippets), ONNX Runtime in float32, or PyTorch (as plain `rgbtad detect`)")
     p.add_argument("--detector-width", type=_POSITIVE_INT, default=512,
                    help="channels of the ActionFormer's embedding, neck and heads (default 512, as THUMOS)")
     p.add_argument("--quiet", action="store_true", help="no stage messages")

@@ -81,8 +81,9 @@ class BenchSettings:
     tvl1_pairs: int = 24  # TV-L1 frame pairs actually computed (0: all)
     device: str | None = None
     precision: str = "auto"  # backbones: auto (bf16 where native, `rgbtad.precision`), fp32 or bf16
-    # backbones: "torch" (as `rgbtad detect`), "onnxruntime" or "onnxruntime-int8" (as `detect --onnx`)
-    runtime: str = "torch"
+    # backbones: "onnxruntime-int8" (the fastest path: `export --int8-calibration`, then
+    # `detect --onnx`), "onnxruntime" (float32 graphs) or "torch" (as plain `rgbtad detect`)
+    runtime: str = "onnxruntime-int8"
 
 
 # --------------------------------------------------------------------------- timing helpers
