@@ -131,6 +131,8 @@ CASES = [
          lambda w: (w / "af.yaml").write_text("dataset: {json_file: missing.json}\n")),
     case("empty-config", ["train", "{w}/empty.yaml", "--out", "{w}/new_run"], "'data.annotations' is not set",
          lambda w: (w / "empty.yaml").write_text("")),
+    case("config-not-utf8", ["train", "{w}/latin1.yaml", "--out", "{w}/new_run"], "latin1.yaml: not a UTF-8 text file",
+         lambda w: (w / "latin1.yaml").write_bytes("data: {annotations: caf\u00e9.json}\n".encode("latin-1"))),
     case("detect-folder-without-videos", DETECT + ["--out", "{w}/d.json"], "holds no video files"),
     case("extract-folder-without-videos", ["extract", "{w}/empty", "--backbone", "tsm_tiny", "--snippet-frames",
                                            "8", "--stride", "4", "--out", "{w}/feats"], "holds no video files"),

@@ -157,7 +157,7 @@ def load_checkpoint(net: VideoBackbone, path: str | Path, layout: str | None = N
         layout = detect_layout(state, net)
         if layout is None:
             raise RgbtadError(f"{path}: cannot tell the checkpoint layout from its keys "
-                              f"(first: {', '.join(list(state)[:3])}); pass layout=")
+                              f"(first: {', '.join(list(state)[:3])}); the layouts read are {', '.join(LAYOUTS)}")
     if layout not in LAYOUTS:
         raise RgbtadError(f"{path}: unknown checkpoint layout {layout!r} (expected one of: {', '.join(LAYOUTS)})")
     if layout != "native" and layout not in net.checkpoint_layouts:

@@ -61,7 +61,9 @@ def read_yaml_mapping(path: str | Path, what: str, shape: str, *, empty_ok: bool
     if not path.is_file():
         raise RgbtadError(f"{path}: {what} not found")
     try:
-        values = load_yaml(path.read_text())
+        values = load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise RgbtadError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from None
     except yaml.YAMLError as err:
         raise RgbtadError(f"{path}: not valid YAML ({_one_line(err)})") from None
     if values is None and empty_ok:
