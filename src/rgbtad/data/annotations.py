@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from rgbtad.errors import RgbtadError
+from rgbtad.utils.csvio import open_csv
 from rgbtad.utils.jsonio import read_json_file
 
 __all__ = [
@@ -188,22 +189,15 @@ def _looks_bsn(data: dict) -> bool:
 
 
 def _read_csv_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames or []
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise RgbtadError(
-                    f"{path}: missing column(s) {', '.join(missing)} (header: {','.join(header)})"
-                )
-            return list(reader)
-    except UnicodeDecodeError:
-        raise RgbtadError(f"{path}: not a UTF-8 text file") from None
-    except csv.Error as err:
-        raise RgbtadError(f"{path}: malformed CSV ({err})") from None
-    except OSError as err:
-        raise RgbtadError(f"{path}: cannot read ({err.strerror or err})") from None
+    with open_csv(path) as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise RgbtadError(
+                f"{path}: missing column(s) {', '.join(missing)} (header: {','.join(header)})"
+            )
+        return list(reader)
 
 
 def _read_video_info(path: Path) -> dict[str, tuple[str, float | None]]:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from rgbtad.errors import RgbtadError
+from rgbtad.utils.csvio import open_csv
 from rgbtad.utils.jsonio import read_json_file
 from rgbtad.utils.atomic import write_text
 
@@ -153,29 +154,22 @@ def read_results_csv(path: str | Path) -> Detections:
     if not path.is_file():
         raise RgbtadError(f"{path}: results file not found")
     out: Detections = {}
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None or tuple(h.strip() for h in header) != CSV_HEADER:
-                raise RgbtadError(f"{path}: header must be {','.join(CSV_HEADER)}")
-            for line, row in enumerate(reader, start=2):
-                if not row:
-                    continue
-                if len(row) != len(CSV_HEADER):
-                    raise RgbtadError(f"{path}: line {line}: expected {len(CSV_HEADER)} columns, got {len(row)}")
-                vid, start, end, label, score = row
-                det = _check_detection(
-                    {"label": label, "score": score, "segment": [start, end]}, f"{path}: line {line}",
-                    text=True,
-                )
-                out.setdefault(vid, []).append(det)
-    except UnicodeDecodeError:
-        raise RgbtadError(f"{path}: not a UTF-8 text file") from None
-    except csv.Error as err:
-        raise RgbtadError(f"{path}: malformed CSV ({err})") from None
-    except OSError as err:
-        raise RgbtadError(f"{path}: cannot read ({err.strerror or err})") from None
+    with open_csv(path) as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or tuple(h.strip() for h in header) != CSV_HEADER:
+            raise RgbtadError(f"{path}: header must be {','.join(CSV_HEADER)}")
+        for line, row in enumerate(reader, start=2):
+            if not row:
+                continue
+            if len(row) != len(CSV_HEADER):
+                raise RgbtadError(f"{path}: line {line}: expected {len(CSV_HEADER)} columns, got {len(row)}")
+            vid, start, end, label, score = row
+            det = _check_detection(
+                {"label": label, "score": score, "segment": [start, end]}, f"{path}: line {line}",
+                text=True,
+            )
+            out.setdefault(vid, []).append(det)
     return out
 
 

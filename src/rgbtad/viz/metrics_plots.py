@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from rgbtad.errors import RgbtadError
+from rgbtad.utils.csvio import open_csv
 from rgbtad.viz.timeline import new_figure, save_figure
 
 __all__ = [
@@ -189,32 +190,25 @@ def read_log_csv(path: str | os.PathLike, required: Sequence[str]) -> dict[str, 
     path = Path(path)
     if not path.is_file():
         raise RgbtadError(f"{path}: log file not found")
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-            missing = [c for c in required if c not in header]
-            if missing:
-                raise RgbtadError(
-                    f"{path}: missing column(s) {', '.join(missing)} (header: {','.join(header) or 'none'})"
-                )
-            columns: dict[str, list[float]] = {h: [] for h in header}
-            for line, row in enumerate(reader, start=2):
-                for raw_key, cell in row.items():
-                    if raw_key is None:
-                        raise RgbtadError(f"{path}: line {line}: more cells than header columns")
-                    key = raw_key.strip()
-                    cell = (cell or "").strip()
-                    try:
-                        columns[key].append(float(cell) if cell else math.nan)
-                    except ValueError:
-                        raise RgbtadError(f"{path}: line {line}: column '{key}' is not a number: {cell!r}") from None
-    except UnicodeDecodeError:
-        raise RgbtadError(f"{path}: not a UTF-8 text file") from None
-    except csv.Error as err:
-        raise RgbtadError(f"{path}: malformed CSV ({err})") from None
-    except OSError as err:
-        raise RgbtadError(f"{path}: cannot read ({err.strerror or err})") from None
+    with open_csv(path) as handle:
+        reader = csv.DictReader(handle)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise RgbtadError(
+                f"{path}: missing column(s) {', '.join(missing)} (header: {','.join(header) or 'none'})"
+            )
+        columns: dict[str, list[float]] = {h: [] for h in header}
+        for line, row in enumerate(reader, start=2):
+            for raw_key, cell in row.items():
+                if raw_key is None:
+                    raise RgbtadError(f"{path}: line {line}: more cells than header columns")
+                key = raw_key.strip()
+                cell = (cell or "").strip()
+                try:
+                    columns[key].append(float(cell) if cell else math.nan)
+                except ValueError:
+                    raise RgbtadError(f"{path}: line {line}: column '{key}' is not a number: {cell!r}") from None
     return {k: np.asarray(v, dtype=np.float64) for k, v in columns.items()}
 
 
