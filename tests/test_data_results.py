@@ -104,3 +104,10 @@ def test_malformed_csv_results(tmp_path, content, expected):
 def test_missing_results_file(tmp_path):
     with pytest.raises(RgbtadError, match="results file not found"):
         read_results(tmp_path / "none.json")
+
+
+def test_a_results_csv_that_is_not_utf8_is_one_error_naming_the_file(tmp_path):
+    path = tmp_path / "dets.csv"
+    path.write_bytes("video-id,t-start,t-end,label,score\nv,1,2,caf\u00e9,0.5\n".encode("latin-1"))
+    with pytest.raises(RgbtadError, match="dets.csv: not a UTF-8 text file"):
+        read_results_csv(path)
