@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from rgbtad.benchmark.demo import BACKBONE, DemoSettings
-from rgbtad.engine.export import (OrtBackbone, calibration_batches, export_backbone,
-                                  quantize_backbone)
+from rgbtad.engine.export import (OrtBackbone, calibration_batches, export_backbone, quantize_backbone,
+                                  relative_error)
 from rgbtad.engine.inference import infer_features
 from rgbtad.evaluation.detection import evaluate_detection_files
 from rgbtad.extraction.extract import extract_features, load_backbone, snippet_encoder
@@ -65,10 +65,8 @@ def main() -> int:
             timings[name] = time.perf_counter() - start
             if not report.ok:
                 raise SystemExit(report.summary())
-        num = den = 0.0
-        for path in sorted((tmp / "fp32").glob("*.npy")):
-            a, b = np.load(path).astype(np.float64), np.load(tmp / "int8" / path.name).astype(np.float64)
-            num, den = num + float(np.square(b - a).sum()), den + float(np.square(a).sum())
+        test_error = relative_error((np.load(tmp / "int8" / path.name), np.load(path))
+                                    for path in sorted((tmp / "fp32").glob("*.npy")))
         maps = {}
         for name in ("fp32", "int8"):
             pred = tmp / f"{name}.json"
@@ -76,7 +74,7 @@ def main() -> int:
                            out_path=pred, progress=False)
             maps[name] = 100 * evaluate_detection_files(ann, pred, split="test").average_mAP
     print(f"backbone {args.backbone} ({BACKBONE}), detector {args.model}, {len(videos['test'])} test videos")
-    print(f"int8 feature error: {100 * (num / den) ** 0.5:.2f} % on the test videos "
+    print(f"int8 feature error: {100 * test_error:.2f} % on the test videos "
           f"({100 * calib_error:.2f} % on the calibration snippets of the train videos)")
     print(f"average mAP: fp32 {maps['fp32']:.2f}, int8 {maps['int8']:.2f} ({maps['int8'] - maps['fp32']:+.2f})")
     print(f"extraction of the test videos (decode + backbone): fp32 PyTorch {timings['fp32']:.1f} s, "

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("onnx")
+onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from rgbtad.cli import main  # noqa: E402
@@ -119,8 +119,8 @@ def test_int8_backbone_is_close_to_float32_and_runs_in_detect(run_dir, clip, tmp
     int8 = Detector.from_run(run_dir, onnx=out)
     meta = json.loads(int8.backbone.session.get_modelmeta().custom_metadata_map["rgbtad"])
     assert meta["quantization"]["calibration_snippets"] == 8
-    assert any(node.op_type == "QLinearConv" or node.op_type == "DequantizeLinear"
-               for node in __import__("onnx").load(str(tmp_path / "model.backbone.onnx")).graph.node)
+    assert any(node.op_type in ("QLinearConv", "DequantizeLinear")
+               for node in onnx.load(str(tmp_path / "model.backbone.onnx")).graph.node)
     # every snippet of the clip (most of them not calibrated on): features within a few percent
     feats_torch, _ = Detector.from_run(run_dir).features(clip)
     feats_int8, _ = int8.features(clip)

@@ -471,15 +471,13 @@ def worker_pool(jobs: int):
 
 
 def _worker_init() -> None:
-    import logging as logging_
-
     import torch._dynamo  # noqa: F401 - what the first optimizer imports (2.5 s)
 
     import rgbtad.engine.clip_training  # noqa: F401
     import rgbtad.engine.trainer  # noqa: F401
 
     # spawned workers start without the parent's logging set-up: keep their warnings
-    logging_.basicConfig(level=logging_.WARNING, format="%(levelname)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
 
 
 def _timed(func: Callable, args: tuple, threads: int):

@@ -377,18 +377,23 @@ def quantize_backbone(fp32_path: str | Path, out_path: str | Path, calibration: 
             logging.disable(logging.NOTSET)
             prepared.unlink(missing_ok=True)
         int8 = _session(tmp)
-        num = den = 0.0
-        for batch in calibration:
-            (want,) = fp32.run(None, {"snippets": batch})
-            (got,) = int8.run(None, {"snippets": batch})
-            num += float(np.square(got.astype(np.float64) - want).sum())
-            den += float(np.square(want.astype(np.float64)).sum())
-        error = (num / den) ** 0.5 if den > 0 else 0.0
+        error = relative_error((int8.run(None, {"snippets": batch})[0], fp32.run(None, {"snippets": batch})[0])
+                               for batch in calibration)
         meta["quantization"] = {"format": "int8 static (QDQ, per-channel weights, min/max activations)",
                                 "calibration_snippets": int(sum(len(b) for b in calibration)),
                                 "feature_relative_error": error}
         _set_metadata(tmp, BACKBONE_FORMAT, meta)
     return error
+
+
+def relative_error(pairs) -> float:
+    """``||got - want|| / ||want||`` (L2, float64) over all the (got, want) array pairs."""
+    num = den = 0.0
+    for got, want in pairs:
+        want = np.asarray(want, dtype=np.float64)
+        num += float(np.square(np.asarray(got, dtype=np.float64) - want).sum())
+        den += float(np.square(want).sum())
+    return (num / den) ** 0.5 if den > 0 else 0.0
 
 
 def calibration_batches(batches, limit: int) -> list[np.ndarray]:
