@@ -20,7 +20,7 @@ import time
 import torch
 
 from rgbtad.backbones import BACKBONES, create_backbone
-from rgbtad.precision import autocast, cpu_model, native_bf16
+from rgbtad.core.precision import autocast, cpu_model, native_bf16
 
 QUICK_SKIP = {("slowfast_r50", "bf16"), ("i3d_inception", "bf16")}
 

@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rgbtad.benchmark.demo import BACKBONE, DemoSettings
-from rgbtad.engine.export import (OrtBackbone, calibration_batches, export_backbone, quantize_backbone,
+from rgbtad.apps.demo import BACKBONE, DemoSettings
+from rgbtad.export.onnx import (OrtBackbone, calibration_batches, export_backbone, quantize_backbone,
                                   relative_error)
-from rgbtad.engine.inference import infer_features
+from rgbtad.inference.predict import infer_features
 from rgbtad.evaluation.detection import evaluate_detection_files
-from rgbtad.extraction.extract import extract_features, load_backbone, snippet_encoder
+from rgbtad.features.extract import extract_features, load_backbone, snippet_encoder
 
 
 def main() -> int:

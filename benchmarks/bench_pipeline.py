@@ -1,5 +1,5 @@
 """The README speed figure: RGB-only detection against two-stream (TV-L1, DIS) pipelines on a
-1-minute 224x224 30 fps video, stage by stage (`rgbtad.benchmark.speed`, i.e. `rgbtad bench`).
+1-minute 224x224 30 fps video, stage by stage (`rgbtad.apps.bench`, i.e. `rgbtad bench`).
 
     python benchmarks/bench_pipeline.py [--video PATH] [--source CLIP] [--json OUT] [rgbtad bench options]
 
@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rgbtad.benchmark.speed import make_bench_video
+from rgbtad.apps.bench import make_bench_video
 from rgbtad.cli import main as rgbtad_main
 
 DEFAULT_SOURCE = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "highjump.mp4"

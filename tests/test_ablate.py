@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rgbtad.benchmark.ablate import cell_config, load_grid, run_ablation
-from rgbtad.benchmark.demo import synthetic_detector_defaults
+from rgbtad.apps.ablate import cell_config, load_grid, run_ablation
+from rgbtad.apps.demo import synthetic_detector_defaults
 from rgbtad.cli import main as cli_main
 from rgbtad.config import build_config, save_config
-from rgbtad.data.toy_features import make_toy_features
-from rgbtad.errors import RgbtadError
+from rgbtad.synthetic.toy_features import make_toy_features
+from rgbtad.core.errors import RgbtadError
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"embd_dim": 32, "fpn_dim": 32, "head_dim": 32, "n_head": 2, "n_mha_win_size": 9,
@@ -107,7 +107,7 @@ def test_second_run_reuses_finished_runs_and_resumes_interrupted_ones(ablation, 
         raise AssertionError("a finished run was trained again")
 
     with monkeypatch.context() as patch:
-        patch.setattr("rgbtad.engine.trainer.train", no_training)
+        patch.setattr("rgbtad.training.trainer.train", no_training)
         assert run_ablation(grid, out, seeds=2) == before
     assert os.stat(weights).st_mtime_ns == mtime
     # interrupted after its last checkpoint: resumed (nothing left to train), then evaluated

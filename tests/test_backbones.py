@@ -19,7 +19,7 @@ from rgbtad.backbones.i3d_resnet import I3DResNet
 from rgbtad.backbones.layers import fold_batch_norms
 from rgbtad.backbones.slowfast import SlowFast, slow_frame_indices
 from rgbtad.backbones.tsm import BasicBlock2d, Bottleneck2d, TSMResNet
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 FEATURE_DIMS = {"tsm_tiny": 128, "tsm_r18": 512, "tsm_r50": 2048,
                 "i3d_inception": 1024, "i3d_r50": 2048, "slowfast_r50": 2304}

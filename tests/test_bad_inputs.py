@@ -13,9 +13,9 @@ import yaml
 
 from rgbtad.cli import main
 from rgbtad.config import build_config
-from rgbtad.data.toy_features import make_toy_features
+from rgbtad.synthetic.toy_features import make_toy_features
 from rgbtad.detection.model import build_detector_from_config
-from rgbtad.engine.run_dir import save_run
+from rgbtad.runs.run_dir import save_run
 
 TINY = {
     "data": {"train_split": "train", "val_split": "test", "input_dim": 32, "max_seq_len": 128},

@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 
-from rgbtad.benchmark.speed import PIPELINES, flow_pairs_needed, make_bench_video, pair_positions, rounds
+from rgbtad.apps.bench import PIPELINES, flow_pairs_needed, make_bench_video, pair_positions, rounds
 from rgbtad.cli import main
-from rgbtad.precision import cpu_model, resolve_precision
+from rgbtad.core.precision import cpu_model, resolve_precision
 from rgbtad.video.decode import probe
 
 TINY = ["--backbone", "tsm_tiny", "--size", "32", "--snippet-frames", "4", "--stride", "4", "--repeats", "1",

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from rgbtad.backbones import create_backbone
-from rgbtad.data.synthetic import generate_benchmark
-from rgbtad.engine.clip_training import load_clip_summary, snippet_label, train_clip_backbone
-from rgbtad.errors import RgbtadError
+from rgbtad.synthetic.generate import generate_benchmark
+from rgbtad.training.backbones import load_clip_summary, snippet_label, train_clip_backbone
+from rgbtad.core.errors import RgbtadError
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_training_is_deterministic(tiny, tmp_path):
 
 
 def test_flow_training_with_stored_flow_matches_computed(tiny, tmp_path):
-    from rgbtad.extraction.motion_files import compute_motion
+    from rgbtad.motion.storage import compute_motion
 
     videos = sorted((tiny.parent / "videos").glob("synth_train_*.mp4"))
     flow_dir = tmp_path / "flow"

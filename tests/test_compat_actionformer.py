@@ -29,8 +29,8 @@ from rgbtad.compat.actionformer import (
     read_release_config,
 )
 from rgbtad.detection import build_detector
-from rgbtad.engine.run_dir import load_run
-from rgbtad.errors import RgbtadError
+from rgbtad.runs.run_dir import load_run
+from rgbtad.core.errors import RgbtadError
 
 
 # ------------------------------------------------------------------ release stand-ins

@@ -3,7 +3,7 @@
 import pytest
 
 from rgbtad.config import build_config, load_config, save_config
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 
 def test_defaults_are_actionformer_thumos():
@@ -84,7 +84,7 @@ def test_every_numeric_key_has_a_range_and_the_readme_lists_it():
     from pathlib import Path
 
     from rgbtad.config import RANGES, Config
-    from rgbtad.utils.ranges import describe_range
+    from rgbtad.core.ranges import describe_range
 
     numeric = {f"{section.name}.{name}" for section in dataclasses.fields(Config)
                for name, hint in typing.get_type_hints(section.default_factory).items()

@@ -16,7 +16,7 @@ from rgbtad.data.annotations import (
     VideoAnnotation,
     load_annotations,
 )
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 
 @pytest.fixture(scope="module")
@@ -333,7 +333,7 @@ def test_annotations_do_not_import_torch():
     import subprocess
     import sys
 
-    code = ("import sys, rgbtad.data.annotations, rgbtad.data.results, rgbtad.data.features; "
+    code = ("import sys, rgbtad.data.annotations, rgbtad.data.results, rgbtad.features.store; "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -15,8 +15,8 @@ from rgbtad.config import DataConfig
 from rgbtad.data.annotations import load_annotations
 from rgbtad.data.batching import collate, make_loader, pad_batch, padded_length, set_loader_epoch
 from rgbtad.data.datasets import FeatureDataset, item_rng, truncate_item
-from rgbtad.data.features import FeatureStore
-from rgbtad.errors import RgbtadError
+from rgbtad.features.store import FeatureStore
+from rgbtad.core.errors import RgbtadError
 
 CLASSES = ["HighJump", "TennisSwing"]
 HIGHJUMP = [[8.86, 15.01]]

@@ -6,14 +6,9 @@ import numpy as np
 import pytest
 
 from rgbtad.config import DataConfig
-from rgbtad.data.features import (
-    FeatureStore,
-    grid_to_seconds,
-    parse_channels,
-    seconds_to_grid,
-    snippet_centers_seconds,
-)
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
+from rgbtad.core.timebase import SnippetGrid
+from rgbtad.features.store import FeatureStore, parse_channels
 
 
 @pytest.fixture(scope="module")
@@ -135,14 +130,21 @@ def test_parse_channels():
 
 
 def test_snippet_centers_and_grid_round_trip():
-    centers = snippet_centers_seconds(5, feat_stride=4, num_frames=16, fps=30.0)
+    thumos = SnippetGrid(stride=4, frames=16, fps=30.0)
+    centers = thumos.centers(5)
     np.testing.assert_allclose(centers, (np.arange(5) * 4 + 8) / 30.0)
     # the centre of snippet i is grid position i
-    np.testing.assert_allclose(seconds_to_grid(centers, 4, 16, 30.0), np.arange(5), atol=1e-12)
-    assert seconds_to_grid(0.0, 4, 16, 30.0) == pytest.approx(-2.0)  # THUMOS: t*30/4 - 2
-    assert isinstance(seconds_to_grid(1.0, 4, 16, 30.0), float)
+    np.testing.assert_allclose(thumos.to_grid(centers), np.arange(5), atol=1e-12)
+    assert thumos.to_grid(0.0) == pytest.approx(-2.0)  # THUMOS: t*30/4 - 2
+    assert isinstance(thumos.to_grid(1.0), float) and isinstance(thumos.to_seconds(np.float32(2)), float)
+    assert thumos.half_snippet == 2.0
     t = np.random.default_rng(0).uniform(0, 500, size=100)
     for stride, frames, fps in ((4, 16, 30.0), (16, 16, 15.0), (8, 32, 29.97)):
-        np.testing.assert_allclose(
-            grid_to_seconds(seconds_to_grid(t, stride, frames, fps), stride, frames, fps), t, rtol=0, atol=1e-9
-        )
+        grid = SnippetGrid(stride, frames, fps)
+        np.testing.assert_allclose(grid.to_seconds(grid.to_grid(t)), t, rtol=0, atol=1e-9)
+    # the release's arithmetic on float32 segments (ActionFormer's dataset), bit for bit
+    segs = np.array([[12.3, 45.6], [0.1, 1e3]], dtype=np.float32)
+    assert np.array_equal(thumos.to_grid(segs), (segs * 30.0 - 0.5 * 16) / 4)
+    for bad in (0, -4, None, True):
+        with pytest.raises(RgbtadError, match="stride must be a positive number"):
+            SnippetGrid(bad, 16, 30.0)

@@ -15,7 +15,7 @@ from rgbtad.data.results import (
     write_results_csv,
     write_results_json,
 )
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 DETS = {
     "video_test_0000004": [

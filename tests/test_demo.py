@@ -4,12 +4,12 @@ import json
 
 import pytest
 
-from rgbtad.benchmark.demo import (
+from rgbtad.apps.demo import (
     DemoSettings, _schedule_rank, demo_backbones, demo_models, demo_verdict, needed_backbones,
 )
 from rgbtad.cli import main as cli_main
-from rgbtad.engine.run_dir import load_run
-from rgbtad.precision import cpu_model, resolve_precision
+from rgbtad.runs.run_dir import load_run
+from rgbtad.core.precision import cpu_model, resolve_precision
 
 MODELS = ["rgb_only", "motion_only", "two_stream", "decomposed_laf"]  # the quick demo's
 

@@ -12,10 +12,10 @@ import torch
 from rgbtad.cli import main
 from rgbtad.config import build_config
 from rgbtad.detection.model import build_detector_from_config
-from rgbtad.engine.detect import Detection, Detector, VideoDetections
-from rgbtad.engine.run_dir import attach_backbone, load_backbone_spec, save_run
-from rgbtad.errors import RgbtadError
-from rgbtad.extraction.extract import extract_features
+from rgbtad.inference.detect import Detection, Detector, VideoDetections
+from rgbtad.runs.run_dir import attach_backbone, load_backbone_spec, save_run
+from rgbtad.core.errors import RgbtadError
+from rgbtad.features.extract import extract_features
 
 CLASSES = ["jump", "run", "throw"]
 SIZE = 32
@@ -121,7 +121,7 @@ def test_detect_features_equal_extract_features(run_dir, features_dir, clips):
 
 def test_detect_api_matches_infer_on_the_same_features(run_dir, features_dir, clips, tmp_path):
     """Detections from the video equal `rgbtad infer` on the extracted features."""
-    from rgbtad.engine.inference import infer_features
+    from rgbtad.inference.predict import infer_features
 
     index = json.loads((features_dir / "features.json").read_text())["videos"]
     ann = {"database": {stem: {"subset": "test", "duration": e["duration"], "fps": e["fps"], "annotations": []}
@@ -176,7 +176,7 @@ def test_detect_cli_batch_with_a_corrupt_file(run_dir, clips, tmp_path, capsys):
 
 
 def test_detect_never_computes_optical_flow(run_dir, clips, monkeypatch, tmp_path):
-    import rgbtad.video.motion as motion
+    import rgbtad.motion.flow as motion
 
     def forbidden(*args, **kwargs):
         raise AssertionError("optical flow computed during detection")
@@ -184,7 +184,7 @@ def test_detect_never_computes_optical_flow(run_dir, clips, monkeypatch, tmp_pat
     monkeypatch.setattr(motion, "compute_flow", forbidden)
     monkeypatch.setattr(motion, "FlowEstimator", forbidden)
     monkeypatch.setattr(motion, "motion_chunks", forbidden)
-    monkeypatch.setattr("rgbtad.extraction.extract.motion_chunks", forbidden)
+    monkeypatch.setattr("rgbtad.features.extract.motion_chunks", forbidden)
     assert main(["detect", str(run_dir), *map(str, clips), "--out", str(tmp_path / "d.json"), "--quiet"]) == 0
     assert len(json.loads((tmp_path / "d.json").read_text())["results"]) == 2
 
@@ -216,7 +216,7 @@ def test_backbone_json_written_by_hand(run_dir, tmp_path, clips):
 
 def test_train_attaches_the_backbone_and_detect_runs(features_dir, clips, tmp_path):
     """`rgbtad train` on features from `rgbtad extract` leaves a run that `detect` can use."""
-    from rgbtad.engine.trainer import train
+    from rgbtad.training.trainer import train
 
     index = json.loads((features_dir / "features.json").read_text())["videos"]
     ann = {"database": {stem: {"subset": "train", "duration": e["duration"], "fps": e["fps"],

@@ -6,7 +6,7 @@ import torch
 from rgbtad.config import build_config
 from rgbtad.detection import ActionFormer, build_detector
 from rgbtad.detection.blocks import ChannelLayerNorm, LayerScaleDropPath, Scale
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 
 def tiny_cfg(**model):

@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 import torch
 
+from rgbtad.core.timebase import SnippetGrid
 from rgbtad.detection.points import level_points
 from rgbtad.detection.postprocess import (
     NMSConfig,
     batched_nms,
     decode_video,
-    grid_to_seconds,
+    clip_to_video,
     hard_nms_1d,
     postprocess_video,
     segment_voting,
@@ -150,7 +151,7 @@ def test_batched_nms_multiclass_and_agnostic():
 
 def test_grid_to_seconds_and_clipping():
     segs = torch.tensor([[10.0, 20.0], [-5.0, 3.0], [100.0, 400.0]])
-    out = grid_to_seconds(segs.clone(), fps=30.0, feat_stride=4, num_frames=16, duration=12.0)
+    out = clip_to_video(SnippetGrid(stride=4, frames=16, fps=30.0).to_seconds(segs.clone()), duration=12.0)
     assert out[0].tolist() == pytest.approx([(10 * 4 + 8) / 30, (20 * 4 + 8) / 30])
     assert out[1, 0].item() == 0.0 and out[1, 1].item() == pytest.approx((3 * 4 + 8) / 30)
     assert out[2].tolist() == [12.0, 12.0]

@@ -13,14 +13,14 @@ import torch
 
 from rgbtad.cli import main as cli_main
 from rgbtad.config import build_config, load_config, save_config
-from rgbtad.data.paired import PairedFeatureStore
-from rgbtad.data.toy_features import make_toy_features
+from rgbtad.features.paired import PairedFeatureStore
+from rgbtad.synthetic.toy_features import make_toy_features
 from rgbtad.detection import build_detector
 from rgbtad.distill import C2MSStudent, FrozenTeacher, build_model
 from rgbtad.distill.c2ms import Rgb2Flow
-from rgbtad.engine.run_dir import load_run
-from rgbtad.engine.trainer import train
-from rgbtad.errors import RgbtadError
+from rgbtad.runs.run_dir import load_run
+from rgbtad.training.trainer import train
+from rgbtad.core.errors import RgbtadError
 
 TINY = {"embd_dim": 32, "fpn_dim": 32, "head_dim": 32, "n_head": 2, "n_mha_win_size": 9,
         "arch": [2, 1, 3], "regression_range": [[0, 4], [4, 8], [8, 16], [16, 10000]]}

@@ -13,12 +13,12 @@ import pytest
 
 from rgbtad.cli import main as cli_main
 from rgbtad.config import build_config
-from rgbtad.data.features import seconds_to_grid
-from rgbtad.data.paired import PairedFeatureStore
-from rgbtad.data.toy_features import TOY_FEAT_STRIDE, TOY_FPS, TOY_NUM_FRAMES, make_toy_features
+from rgbtad.core.timebase import SnippetGrid
+from rgbtad.features.paired import PairedFeatureStore
+from rgbtad.synthetic.toy_features import TOY_FEAT_STRIDE, TOY_FPS, TOY_NUM_FRAMES, make_toy_features
 from rgbtad.distill import DecomposedStudent, FrozenTeacher
-from rgbtad.engine.run_dir import load_run
-from rgbtad.engine.trainer import train
+from rgbtad.runs.run_dir import load_run
+from rgbtad.training.trainer import train
 
 DIM = 32
 NUM_CLASSES = 4
@@ -34,7 +34,7 @@ def _weaken(features: dict[str, np.ndarray], database: dict, keep: float) -> dic
         if video["subset"] != "train":
             continue
         for action in video["annotations"]:
-            grid = seconds_to_grid(np.array(action["segment"]), TOY_FEAT_STRIDE, TOY_NUM_FRAMES, TOY_FPS)
+            grid = SnippetGrid(TOY_FEAT_STRIDE, TOY_NUM_FRAMES, TOY_FPS).to_grid(np.array(action["segment"]))
             start, end = np.round(grid).astype(int)
             sums[action["label_id"]] += features[video_id][start:end + 1].mean(0)
     basis, _ = np.linalg.qr(sums[list(WEAK_CLASSES)].T)  # DIM x 2, orthonormal

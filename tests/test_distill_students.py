@@ -11,9 +11,9 @@ import torch
 from rgbtad.config import build_config, load_config
 from rgbtad.data.annotations import load_annotations
 from rgbtad.data.datasets import FeatureDataset
-from rgbtad.data.features import FeatureStore
-from rgbtad.data.paired import PairedFeatureStore, training_store
-from rgbtad.data.toy_features import make_toy_features
+from rgbtad.features.store import FeatureStore
+from rgbtad.features.paired import PairedFeatureStore, training_store
+from rgbtad.synthetic.toy_features import make_toy_features
 from rgbtad.detection import ActionFormer, build_detector
 from rgbtad.detection.heads import ClsHead
 from rgbtad.distill import (
@@ -24,9 +24,9 @@ from rgbtad.distill import (
     build_model,
     load_teacher,
 )
-from rgbtad.engine.optim import ModelEma, make_optimizer
-from rgbtad.engine.run_dir import save_run
-from rgbtad.errors import RgbtadError
+from rgbtad.training.optim import ModelEma, make_optimizer
+from rgbtad.runs.run_dir import save_run
+from rgbtad.core.errors import RgbtadError
 
 TINY = {"embd_dim": 32, "fpn_dim": 32, "head_dim": 32, "n_head": 2, "n_mha_win_size": 9,
         "arch": [2, 1, 3], "regression_range": [[0, 4], [4, 8], [8, 16], [16, 10000]]}

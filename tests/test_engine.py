@@ -13,11 +13,11 @@ import torch
 
 from rgbtad.cli import main as cli_main
 from rgbtad.config import TrainConfig, build_config
-from rgbtad.data.toy_features import make_toy_features
-from rgbtad.engine.optim import ModelEma, lr_factor
-from rgbtad.engine.run_dir import load_run, save_run
-from rgbtad.engine.trainer import train
-from rgbtad.errors import RgbtadError
+from rgbtad.synthetic.toy_features import make_toy_features
+from rgbtad.training.optim import ModelEma, lr_factor
+from rgbtad.runs.run_dir import load_run, save_run
+from rgbtad.training.trainer import train
+from rgbtad.core.errors import RgbtadError
 
 TINY_MODEL = {
     "embd_dim": 32, "fpn_dim": 32, "head_dim": 32, "n_head": 2, "n_mha_win_size": 9,

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 from rgbtad.evaluation.detection import evaluate_detection_files, parse_tiou
 
 REFERENCE = Path(__file__).parent / "data" / "evaluation_unknown_reference.json"

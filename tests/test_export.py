@@ -14,17 +14,17 @@ from rgbtad.cli import main  # noqa: E402
 from rgbtad.config import build_config  # noqa: E402
 from rgbtad.data.batching import pad_batch  # noqa: E402
 from rgbtad.detection.model import build_detector_from_config  # noqa: E402
-from rgbtad.engine.detect import Detector  # noqa: E402
-from rgbtad.engine.export import (  # noqa: E402
+from rgbtad.inference.detect import Detector  # noqa: E402
+from rgbtad.export.onnx import (  # noqa: E402
     OrtDetector,
     calibration_batches,
     export_detector,
     export_run,
     onnx_friendly,
 )
-from rgbtad.engine.run_dir import attach_backbone  # noqa: E402
-from rgbtad.errors import RgbtadError  # noqa: E402
-from rgbtad.extraction.extract import extract_features  # noqa: E402
+from rgbtad.runs.run_dir import attach_backbone  # noqa: E402
+from rgbtad.core.errors import RgbtadError  # noqa: E402
+from rgbtad.features.extract import extract_features  # noqa: E402
 
 from test_detect import SIZE, SNIPPET, STRIDE, make_run  # noqa: E402
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from rgbtad import precision
-from rgbtad.errors import RgbtadError
+from rgbtad.core import precision
+from rgbtad.core.errors import RgbtadError
 
 # first lines of real /proc/cpuinfo files (flags trimmed to the relevant part)
 EPYC_MILAN = """processor\t: 0
@@ -83,14 +83,14 @@ def test_cuda_follows_the_device_capability(monkeypatch, fake_cpu):
 
 def test_the_decision_is_logged_once_and_emulated_bf16_warns(fake_cpu, caplog):
     fake_cpu(False)
-    with caplog.at_level(logging.INFO, logger="rgbtad.precision"):
+    with caplog.at_level(logging.INFO, logger="rgbtad.core.precision"):
         for _ in range(3):
             precision.resolve_precision("auto", "cpu")
             precision.resolve_precision("fp32", "cpu")
     assert [r.levelno for r in caplog.records] == [logging.INFO]
     assert "precision fp32" in caplog.records[0].getMessage()
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="rgbtad.precision"):
+    with caplog.at_level(logging.INFO, logger="rgbtad.core.precision"):
         precision.resolve_precision("bf16", "cpu")
         precision.resolve_precision("bf16", "cpu")
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
@@ -118,13 +118,13 @@ def test_explicit_bf16_runs_on_a_cpu_without_native_support(fake_cpu, caplog):
     """A user who asks for bf16 gets it (emulated, with one warning), and the result stays
     close to fp32."""
     from rgbtad.backbones import create_backbone
-    from rgbtad.extraction.extract import snippet_encoder
+    from rgbtad.features.extract import snippet_encoder
 
     fake_cpu(False)
     torch.manual_seed(0)
     net = create_backbone("tsm_tiny", "rgb")
     frames = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
-    with caplog.at_level(logging.WARNING, logger="rgbtad.precision"):
+    with caplog.at_level(logging.WARNING, logger="rgbtad.core.precision"):
         bf16 = snippet_encoder(net, snippet_frames=8, stride=8, precision="bf16").encode(iter([frames]), 8)
     fp32 = snippet_encoder(net, snippet_frames=8, stride=8, precision="fp32").encode(iter([frames]), 8)
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1

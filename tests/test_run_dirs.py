@@ -12,9 +12,9 @@ import torch
 from rgbtad.cli import main as cli_main
 from rgbtad.compat.actionformer import read_release_config
 from rgbtad.config import build_config, save_config
-from rgbtad.data.toy_features import make_toy_features
-from rgbtad.engine.trainer import train
-from rgbtad.errors import RgbtadError
+from rgbtad.synthetic.toy_features import make_toy_features
+from rgbtad.training.trainer import train
+from rgbtad.core.errors import RgbtadError
 
 from test_compat_actionformer import TINY, _write_release, random_release_state  # the release stand-ins
 

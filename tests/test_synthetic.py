@@ -7,11 +7,11 @@ import pytest
 
 from rgbtad.cli import main
 from rgbtad.data.annotations import load_annotations
-from rgbtad.data.synthetic import (
+from rgbtad.synthetic.generate import (
     CLASSES, MAX_INSTANCE_S, MIN_GAP_S, MIN_INSTANCE_S, annotation_statistics, generate_benchmark,
     plan_benchmark, render_frames,
 )
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 from rgbtad.video.decode import VideoReader, probe
 
 # Small and fast: 12 training videos (one full deal of the 12 classes needs >= 12 instances),

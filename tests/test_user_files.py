@@ -13,12 +13,12 @@ import torch
 from rgbtad.cli import main as cli_main
 from rgbtad.compat.actionformer import import_actionformer, read_release_config
 from rgbtad.config import build_config, load_config, save_config
-from rgbtad.data.toy_features import make_toy_features
+from rgbtad.synthetic.toy_features import make_toy_features
 from rgbtad.detection import build_detector
-from rgbtad.engine.run_dir import save_run
-from rgbtad.errors import RgbtadError
-from rgbtad.utils.torchio import load_torch_file
-from rgbtad.utils.yamlio import read_yaml_mapping
+from rgbtad.runs.run_dir import save_run
+from rgbtad.core.errors import RgbtadError
+from rgbtad.core.torchio import load_torch_file
+from rgbtad.core.yamlio import read_yaml_mapping
 
 from test_compat_actionformer import TINY, _write_release, random_release_state  # the release stand-ins
 

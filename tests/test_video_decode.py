@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 from rgbtad.video.decode import (
     VideoReader, iter_frames, list_videos, output_size, parse_size, probe, read_video, resample_indices,
 )

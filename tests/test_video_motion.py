@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from rgbtad.cli import main
-from rgbtad.extraction.motion_files import compute_motion, iter_motion_file, read_motion_meta, write_motion_file
+from rgbtad.motion.storage import compute_motion, iter_motion_file, read_motion_meta, write_motion_file
 from rgbtad.video.decode import read_video
-from rgbtad.video.motion import (
+from rgbtad.motion.flow import (
     compute_flow, dequantize_flow, motion_chunks, quantize_flow, temporal_gradient, tg_to_unit,
 )
 

@@ -17,7 +17,7 @@ import pytest
 
 from rgbtad.cli import main
 from rgbtad.data.annotations import Segment
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 from rgbtad.evaluation.detection import evaluate_detection_files
 from rgbtad.viz.metrics_plots import (
     plot_model_comparison,

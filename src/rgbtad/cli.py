@@ -11,13 +11,13 @@ import logging
 import sys
 
 from rgbtad import __version__
-from rgbtad.errors import RgbtadError
-from rgbtad.utils.paths import check_writable_output
-from rgbtad.utils.ranges import describe_range, in_range
+from rgbtad.core.errors import RgbtadError
+from rgbtad.core.paths import check_writable_output
+from rgbtad.core.ranges import describe_range, in_range
 
 
 def _number(kind: type, interval: str):
-    """An argparse type: a `kind` (int or float) in `interval` (`rgbtad.utils.ranges`)."""
+    """An argparse type: a `kind` (int or float) in `interval` (`rgbtad.core.ranges`)."""
     def parse(text: str):
         value = kind(text)
         if not in_range(value, interval):
@@ -43,7 +43,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
     from rgbtad.evaluation.detection import evaluate_detection_files, parse_tiou
-    from rgbtad.utils.atomic import write_json
+    from rgbtad.core.atomic import write_json
 
     for path, option in ((args.json, "--json"), (args.plot, "--plot")):
         if path:
@@ -65,7 +65,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from rgbtad.config import load_config
-    from rgbtad.engine.trainer import train
+    from rgbtad.training.trainer import train
 
     check_writable_output(args.out, "--out", folder=True)
     cfg = load_config(args.config, args.set)
@@ -76,7 +76,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_infer(args: argparse.Namespace) -> None:
-    from rgbtad.engine.inference import infer_features
+    from rgbtad.inference.predict import infer_features
 
     check_writable_output(args.out, "--out")
     count = infer_features(
@@ -99,7 +99,7 @@ def _cmd_import_actionformer(args: argparse.Namespace) -> None:
 
 
 def _cmd_toy_features(args: argparse.Namespace) -> None:
-    from rgbtad.data.toy_features import make_toy_features
+    from rgbtad.synthetic.toy_features import make_toy_features
 
     check_writable_output(args.out_dir, "output folder", folder=True)
     ann = make_toy_features(args.out_dir, num_train=args.train, num_test=args.test, seed=args.seed)
@@ -117,7 +117,7 @@ def _add_toy_features(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from rgbtad.benchmark.demo import demo_verdict, run_demo
+    from rgbtad.apps.demo import demo_verdict, run_demo
 
     check_writable_output(args.out, "--out", folder=True)
     summary = run_demo(args.out, quick=args.quick, seed=args.seed, device=args.device, with_tg=args.with_tg,
@@ -215,8 +215,8 @@ def _add_import_actionformer(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_motion(args: argparse.Namespace) -> None:
-    from rgbtad.extraction.common import parse_shard
-    from rgbtad.extraction.motion_files import compute_motion
+    from rgbtad.core.batch import parse_shard
+    from rgbtad.motion.storage import compute_motion
     from rgbtad.video.decode import list_videos, parse_size
 
     check_writable_output(args.out, "--out", folder=True)
@@ -249,7 +249,7 @@ def _add_motion(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_extract(args: argparse.Namespace) -> None:
-    from rgbtad.extraction.extract import extract_features
+    from rgbtad.features.extract import extract_features
     from rgbtad.video.decode import list_videos, parse_size
 
     check_writable_output(args.out, "--out", folder=True)
@@ -316,7 +316,7 @@ def _add_plot(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_synth(args: argparse.Namespace) -> None:
-    from rgbtad.data.synthetic import generate_benchmark
+    from rgbtad.synthetic.generate import generate_benchmark
 
     check_writable_output(args.out_dir, "output folder", folder=True)
     ann = generate_benchmark(args.out_dir, num_train=args.train, num_test=args.test, seed=args.seed,
@@ -327,7 +327,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
 
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
-    from rgbtad.data.synthetic import DEFAULTS
+    from rgbtad.synthetic.generate import DEFAULTS
 
     p = sub.add_parser("synth", help="generate the built-in synthetic motion-action benchmark (mp4 videos + "
                                      "ActionFormer annotations)")
@@ -351,7 +351,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_detect(args: argparse.Namespace) -> None:
-    from rgbtad.engine.detect import detect_videos
+    from rgbtad.inference.detect import detect_videos
     from rgbtad.video.decode import list_videos
 
     check_writable_output(args.out, "--out")
@@ -388,8 +388,8 @@ def _add_detect(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
-    from rgbtad.benchmark.speed import BenchSettings, format_report, run_bench
-    from rgbtad.utils.atomic import write_json
+    from rgbtad.apps.bench import BenchSettings, format_report, run_bench
+    from rgbtad.core.atomic import write_json
     from rgbtad.video.decode import parse_size
 
     if args.json:
@@ -434,7 +434,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from rgbtad.engine.export import export_run
+    from rgbtad.export.onnx import export_run
 
     check_writable_output(args.out, "OUT.onnx")
     if args.calibration_snippets < 1:
@@ -466,7 +466,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_ablate(args: argparse.Namespace) -> None:
-    from rgbtad.benchmark.ablate import format_table, run_ablation
+    from rgbtad.apps.ablate import format_table, run_ablation
 
     check_writable_output(args.out, "--out", folder=True)
     results = run_ablation(args.grid, args.out, seeds=args.seeds, device=args.device)
@@ -478,7 +478,7 @@ def _add_ablate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("ablate", help="train and evaluate a grid of configs over several seeds; "
                                       "a Markdown table of mAP, spread and gain")
     p.add_argument("grid", help="grid YAML: a base config, then cells and/or axes of overrides "
-                                "(format: rgbtad.benchmark.ablate, example: configs/ablate_synthetic.yaml)")
+                                "(format: rgbtad.apps.ablate, example: configs/ablate_synthetic.yaml)")
     p.add_argument("--out", required=True,
                    help="output folder: cells/<name>/seed<k>/ run dirs (finished ones are reused), "
                         "results.json, results.md")

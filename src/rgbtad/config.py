@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from rgbtad.errors import RgbtadError
-from rgbtad.utils.ranges import describe_range, in_range
-from rgbtad.utils.yamlio import load_yaml, read_yaml_mapping
+from rgbtad.core.errors import RgbtadError
+from rgbtad.core.ranges import describe_range, in_range
+from rgbtad.core.yamlio import load_yaml, read_yaml_mapping
 
 
 @dataclass
@@ -212,7 +212,7 @@ _CHOICES = {
     "distill.c2ms_stage": {"none", "cross_modal", "cross_structure"},
 }
 
-# The allowed values of every numeric key, in interval notation (`rgbtad.utils.ranges`: "["
+# The allowed values of every numeric key, in interval notation (`rgbtad.core.ranges`: "["
 # and "]" include the bound, "(" and ")" exclude it); a list or tuple key applies it to each
 # of its numbers, and NaN is never in range. `model.n_mha_win_size` has none (a window <= 1
 # means global attention). README.md ("Config value ranges") lists this table;
@@ -505,6 +505,6 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def save_config(cfg: Config, path: str | Path) -> None:
-    from rgbtad.utils.atomic import write_text
+    from rgbtad.core.atomic import write_text
 
     write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 #: Input channels per modality: RGB frames, optical flow (x, y), temporal gradient.
 MODALITY_CHANNELS = {"rgb": 3, "flow": 2, "tg": 3}

@@ -36,8 +36,8 @@ from pathlib import Path
 
 import torch
 
-from rgbtad.errors import RgbtadError
-from rgbtad.utils.torchio import load_torch_file
+from rgbtad.core.errors import RgbtadError
+from rgbtad.core.torchio import load_torch_file
 
 from .base import VideoBackbone
 

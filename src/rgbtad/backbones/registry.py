@@ -6,7 +6,7 @@ import inspect
 from pathlib import Path
 from typing import Callable
 
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 from .base import VideoBackbone, check_modality
 from .checkpoints import load_checkpoint

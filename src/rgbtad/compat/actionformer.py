@@ -66,10 +66,10 @@ from typing import Any
 import torch
 
 from rgbtad.config import Config, build_config
-from rgbtad.errors import RgbtadError
-from rgbtad.utils.jsonio import read_json_file
-from rgbtad.utils.torchio import load_torch_file
-from rgbtad.utils.yamlio import read_yaml_mapping
+from rgbtad.core.errors import RgbtadError
+from rgbtad.core.jsonio import read_json_file
+from rgbtad.core.torchio import load_torch_file
+from rgbtad.core.yamlio import read_yaml_mapping
 
 log = logging.getLogger(__name__)
 
@@ -574,7 +574,7 @@ def import_actionformer(config_path: str | Path, checkpoint_path: str | Path, ou
     already holds a run is refused unless `overwrite`, which replaces that run's files
     once the import has succeeded."""
     from rgbtad.detection import build_detector
-    from rgbtad.engine.run_dir import check_no_run, clear_run, save_run
+    from rgbtad.runs.run_dir import check_no_run, clear_run, save_run
 
     if not overwrite:
         check_no_run(out_dir)

@@ -41,9 +41,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from rgbtad.errors import RgbtadError
-from rgbtad.utils.csvio import open_csv
-from rgbtad.utils.jsonio import read_json_file
+from rgbtad.core.errors import RgbtadError
+from rgbtad.core.csvio import open_csv
+from rgbtad.core.jsonio import read_json_file
 
 __all__ = [
     "AnnotationSet",

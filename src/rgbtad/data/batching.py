@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 __all__ = ["EpochSampler", "collate", "make_loader", "pad_batch", "padded_length", "set_loader_epoch"]
 

@@ -56,8 +56,9 @@ from torch.utils.data import Dataset
 
 from rgbtad.config import DataConfig
 from rgbtad.data.annotations import AnnotationSet
-from rgbtad.data.features import FeatureStore
-from rgbtad.errors import RgbtadError
+from rgbtad.core.timebase import SnippetGrid
+from rgbtad.features.store import FeatureStore
+from rgbtad.core.errors import RgbtadError
 
 __all__ = ["FeatureDataset", "MAX_TRUNCATION_TRIALS", "detector_input", "item_rng", "truncate_item"]
 
@@ -283,11 +284,12 @@ class FeatureDataset(Dataset):
         tensor, feat_stride, num_frames = detector_input(feats, cfg)
 
         fps = entry["fps"]
-        grid = (entry["segments"] * fps - 0.5 * num_frames) / feat_stride
+        snippets = SnippetGrid(feat_stride, num_frames, fps)
+        grid = snippets.to_grid(entry["segments"])
         segments = torch.from_numpy(grid.astype(np.float32)).reshape(-1, 2)
         labels = torch.from_numpy(entry["labels"].copy())
         if self.training and self.anet_style:
-            segments, labels = self._keep_inside(segments, labels, tensor.shape[1], num_frames, feat_stride)
+            segments, labels = self._keep_inside(segments, labels, tensor.shape[1], snippets)
 
         item = {
             "video_id": entry["video_id"],
@@ -301,15 +303,15 @@ class FeatureDataset(Dataset):
         }
         if self.training:
             item = truncate_item(
-                item, cfg.max_seq_len, cfg.trunc_thresh, 0.5 * num_frames / feat_stride,
+                item, cfg.max_seq_len, cfg.trunc_thresh, snippets.half_snippet,
                 cfg.crop_ratio, item_rng(self.seed, self.epoch, index),
             )
         return item
 
     def _keep_inside(self, segments: torch.Tensor, labels: torch.Tensor, feat_len: int,
-                     num_frames: float, feat_stride: float) -> tuple[torch.Tensor, torch.Tensor]:
+                     snippets: SnippetGrid) -> tuple[torch.Tensor, torch.Tensor]:
         """ActivityNet fix for videos whose features stop early (reference anet.py)."""
-        vid_len = feat_len + 0.5 * num_frames / feat_stride
+        vid_len = feat_len + snippets.half_snippet
         starts, ends = segments[:, 0], segments[:, 1]
         inside = (torch.clamp(ends, max=vid_len) - starts) / (ends - starts)
         keep = (starts < vid_len) & (inside >= self.cfg.trunc_thresh)

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from rgbtad.detection.backbones import ConvEmbedding, ConvEncoder, TransformerEncoder, zero_conv_biases
+from rgbtad.detection.encoders import ConvEmbedding, ConvEncoder, TransformerEncoder, zero_conv_biases
 from rgbtad.detection.blocks import ChannelLayerNorm, ConvAttention, LayerScaleDropPath, Scale
 from rgbtad.detection.heads import ClsHead, RegHead
 from rgbtad.detection.losses import DetectionLoss
 from rgbtad.detection.necks import FPNNeck, IdentityNeck
 from rgbtad.detection.points import level_points, pyramid_strides
 from rgbtad.detection.postprocess import NMSConfig, postprocess_video
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 __all__ = ["ActionFormer", "DetectorOutput", "decay_param_groups", "max_div_factor"]
 

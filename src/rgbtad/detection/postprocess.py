@@ -36,11 +36,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rgbtad.core.timebase import SnippetGrid
+
 __all__ = [
     "NMSConfig",
     "batched_nms",
     "decode_video",
-    "grid_to_seconds",
+    "clip_to_video",
     "hard_nms_1d",
     "postprocess_video",
     "segment_voting",
@@ -96,12 +98,10 @@ def decode_video(cls_logits: list[torch.Tensor], offsets: list[torch.Tensor],
     return torch.cat(segs_all), torch.cat(scores_all), torch.cat(labels_all)
 
 
-def grid_to_seconds(segs: torch.Tensor, fps: float, feat_stride: float, num_frames: float,
-                    duration: float) -> torch.Tensor:
-    """Feature-grid positions -> seconds, clipped to ``[0, duration]`` (release arithmetic)."""
+def clip_to_video(segs: torch.Tensor, duration: float) -> torch.Tensor:
+    """Segments in seconds clipped to ``[0, duration]`` (release arithmetic, in place)."""
     if segs.shape[0] == 0:
         return segs
-    segs = (segs * feat_stride + 0.5 * num_frames) / fps
     segs[segs <= 0.0] *= 0.0
     over = segs >= duration
     segs[over] = segs[over] * 0.0 + duration
@@ -261,8 +261,8 @@ def postprocess_video(cls_logits, offsets, masks, points, meta: dict, cfg: NMSCo
         segs, scores, labels = batched_nms(segs, scores, labels, cfg)
     # seconds in float64 (the release stays in float32, about 1e-6 s away) so that a segment
     # clipped to the video's end equals the duration exactly
-    segs = grid_to_seconds(segs.double(), _number(meta["fps"]), _number(meta["feat_stride"]),
-                           _number(meta["feat_num_frames"]), _number(meta["duration"]))
+    snippets = SnippetGrid(_number(meta["feat_stride"]), _number(meta["feat_num_frames"]), _number(meta["fps"]))
+    segs = clip_to_video(snippets.to_seconds(segs.double()), _number(meta["duration"]))
     inside = segs[:, 1] > segs[:, 0]  # clipping empties a segment that lies past the video's end
     segs, scores, labels = segs[inside], scores[inside], labels[inside]
     return {

@@ -74,7 +74,7 @@ from rgbtad.detection.model import ActionFormer, DetectorOutput, build_detector_
 from rgbtad.distill.losses import feature_mimic_loss, sigmoid_kd_loss
 from rgbtad.distill.students import DistillOutput, DistillStudent
 from rgbtad.distill.teachers import FrozenTeacher
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 __all__ = ["C2MSOutput", "C2MSStudent", "Rgb2Flow", "offset_mse_loss"]
 

@@ -60,7 +60,7 @@ from rgbtad.detection.model import DetectorOutput, build_detector_from_config, d
 from rgbtad.distill.fusion import BranchFusion
 from rgbtad.distill.losses import TeacherLoss
 from rgbtad.distill.teachers import FrozenTeacher
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 __all__ = ["ConventionalKDStudent", "DecomposedStudent", "DistillOutput", "DistillStudent"]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from rgbtad.detection.model import DetectorOutput
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 __all__ = ["FrozenTeacher", "load_teacher"]
 
@@ -58,7 +58,7 @@ class FrozenTeacher:
 def load_teacher(cfg, class_names: list[str], device: str | torch.device = "cpu") -> FrozenTeacher:
     """The teacher named by ``cfg.distill.teacher_run``, checked against the student's
     classes (same names, same order); `DistillStudent.attach_teacher` checks the rest."""
-    from rgbtad.engine.run_dir import load_run
+    from rgbtad.runs.run_dir import load_run
 
     run_dir = cfg.distill.teacher_run
     if not run_dir:

@@ -76,7 +76,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 from rgbtad.evaluation.ground_truth import GroundTruth, load_ground_truth
 from rgbtad.evaluation.predictions import Predictions, load_predictions
 

@@ -30,8 +30,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from rgbtad.errors import RgbtadError
-from rgbtad.utils.jsonio import read_json_file
+from rgbtad.core.errors import RgbtadError
+from rgbtad.core.jsonio import read_json_file
 
 __all__ = ["DUPLICATE_TOL", "GroundTruth", "load_ground_truth"]
 

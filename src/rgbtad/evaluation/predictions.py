@@ -29,8 +29,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rgbtad.errors import RgbtadError
-from rgbtad.utils.jsonio import read_json_file
+from rgbtad.core.errors import RgbtadError
+from rgbtad.core.jsonio import read_json_file
 
 __all__ = ["Predictions", "load_predictions"]
 

@@ -45,7 +45,7 @@ from typing import Iterator
 
 import numpy as np
 
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 log = logging.getLogger(__name__)
 

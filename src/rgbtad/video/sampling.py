@@ -59,12 +59,6 @@ def snippet_frame_indices(num_frames: int, snippet_frames: int, stride: int) -> 
     return np.minimum(idx, max(num_frames - 1, 0))
 
 
-def snippet_centers(num_snippets_: int, snippet_frames: int, stride: int, fps: float) -> np.ndarray:
-    """Centre time in seconds of each snippet: (i * stride + 0.5 * snippet_frames) / fps."""
-    i = np.arange(num_snippets_, dtype=np.float64)
-    return (i * stride + 0.5 * snippet_frames) / float(fps)
-
-
 def pad_snippet(items: np.ndarray, length: int) -> np.ndarray:
     """`items` (n x ...) extended to `length` by repeating its last item (n >= 1)."""
     n = len(items)

@@ -27,7 +27,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from rgbtad.errors import RgbtadError
+from rgbtad.core.errors import RgbtadError
 
 __all__ = [
     "DEFAULT_TOP_K",
@@ -88,7 +88,7 @@ def new_figure(width: float, height: float):
 
 def save_figure(fig, out_path: str | os.PathLike, dpi: int = 120) -> Path:
     """Write `fig` atomically to `out_path`, in the format its extension names (PNG, PDF, SVG...)."""
-    from rgbtad.utils.atomic import atomic_path
+    from rgbtad.core.atomic import atomic_path
 
     out = Path(out_path)
     fmt = out.suffix.lower().lstrip(".")
