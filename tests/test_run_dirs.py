@@ -16,7 +16,7 @@ from rgbtad.synthetic.toy_features import make_toy_features
 from rgbtad.training.trainer import train
 from rgbtad.core.errors import RgbtadError
 
-from test_compat_actionformer import TINY, _write_release, random_release_state  # the release stand-ins
+from test_compat_actionformer import REFERENCE, _write_release, release_state  # the recorded release
 
 TRAINED = {"checkpoints/last.pt", "classes.json", "config.yaml", "logs/train.csv", "logs/val.csv", "model.pt",
            "summary.json"}
@@ -45,9 +45,10 @@ def inputs(tmp_path_factory):
     make_toy_features(root / "toy", num_train=8, num_test=4, num_classes=2, dim=16, seed=0, min_len=60, max_len=90)
     config = root / "train.yaml"
     save_config(toy_config(root / "toy"), config)
-    release_yaml = _write_release(root, json.loads(json.dumps(TINY)))
+    case = torch.load(REFERENCE, weights_only=True)["cases"]["thumos-like"]
+    release_yaml = _write_release(root, case["release_config"])
     checkpoint = root / "epoch_010.pth.tar"
-    torch.save({"epoch": 10, "state_dict_ema": random_release_state(read_release_config(release_yaml))}, checkpoint)
+    torch.save({"epoch": 10, "state_dict_ema": release_state(case)}, checkpoint)
     import_args = ["import-actionformer", "--config", str(release_yaml), "--checkpoint", str(checkpoint)]
     trained = root / "trained"
     assert cli_main(["train", str(config), "--out", str(trained), "--device", "cpu"]) == 0
