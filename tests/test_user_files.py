@@ -20,7 +20,7 @@ from rgbtad.core.errors import RgbtadError
 from rgbtad.core.torchio import load_torch_file
 from rgbtad.core.yamlio import read_yaml_mapping
 
-from test_compat_actionformer import TINY, _write_release, random_release_state  # the release stand-ins
+from test_compat_actionformer import REFERENCE, _write_release, release_state  # the recorded release
 
 TINY_MODEL = {"embd_dim": 16, "fpn_dim": 16, "head_dim": 16, "n_head": 2, "n_mha_win_size": 5,
               "arch": [2, 1, 3], "regression_range": [[0, 4], [4, 8], [8, 16], [16, 10000]]}
@@ -96,8 +96,12 @@ def test_loader_reads_tensors_numpy_and_containers_and_refuses_anything_else(tmp
 
 # --- one test per entry point ----------------------------------------------------------------
 
+def _release_case() -> dict:
+    return torch.load(REFERENCE, weights_only=True)["cases"]["thumos-like"]
+
+
 def test_import_actionformer_checkpoint(tmp_path, marker, capsys):
-    release_yaml = _write_release(tmp_path, json.loads(json.dumps(TINY)))
+    release_yaml = _write_release(tmp_path, _release_case()["release_config"])
     ckpt = crafted(tmp_path / "epoch_010.pth.tar", Payload(marker), marker)
     out = tmp_path / "run"
     refused(capsys, ["import-actionformer", "--config", release_yaml, "--checkpoint", ckpt, "--out", out],
@@ -107,8 +111,9 @@ def test_import_actionformer_checkpoint(tmp_path, marker, capsys):
 
 def test_import_actionformer_keeps_working_with_foreign_release_metadata(tmp_path, marker):
     """Release checkpoints pickle argparse, numpy and scheduler objects beside the weights."""
-    release_yaml = _write_release(tmp_path, json.loads(json.dumps(TINY)))
-    state = random_release_state(read_release_config(release_yaml))
+    case = _release_case()
+    release_yaml = _write_release(tmp_path, case["release_config"])
+    state = release_state(case)
     ckpt = crafted(tmp_path / "epoch_010.pth.tar", {
         "epoch": np.int64(10), "args": argparse.Namespace(config="thumos.yaml"), "state_dict_ema": state,
         "scheduler": {"milestones": collections.Counter([30])}, "hook": Payload(marker)}, marker)
