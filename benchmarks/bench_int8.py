@@ -47,9 +47,8 @@ def main() -> int:
     videos = {subset: [demo / "data" / "videos" / f"{vid}.mp4" for vid, v in sorted(database.items())
                        if v["subset"] == subset] for subset in ("train", "test")}
     net, _ = load_backbone(BACKBONE, "rgb", demo / "backbones" / f"{args.backbone}.pt")
-    grid = dict(snippet_frames=settings.snippet_frames, stride=settings.stride, fps=settings.fps,
-                size=settings.size)
-    encoder = snippet_encoder(net, **grid, precision="fp32")
+    snippets = settings.snippets("rgb")
+    encoder = snippet_encoder(net, snippets, precision="fp32")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         fp32_path, int8_path = tmp / "fp32.onnx", tmp / "int8.onnx"
@@ -60,7 +59,7 @@ def main() -> int:
         timings = {}
         for name, backbone in (("fp32", net), ("int8", OrtBackbone(int8_path))):
             start = time.perf_counter()
-            report = extract_features(videos["test"], tmp / name, backbone=backbone, modality="rgb", **grid,
+            report = extract_features(videos["test"], tmp / name, backbone=backbone, snippets=snippets,
                                       batch_size=32, precision="fp32", progress=False)
             timings[name] = time.perf_counter() - start
             if not report.ok:

@@ -7,6 +7,15 @@ from rgbtad.backbones import create_backbone
 from rgbtad.synthetic.generate import generate_benchmark
 from rgbtad.training.backbones import load_clip_summary, snippet_label, train_clip_backbone
 from rgbtad.core.errors import RgbtadError
+from rgbtad.video.snippets import SnippetSpec
+
+
+def _train(annotations, videos, out, *, modality="rgb", fps=None, size=None, snippet_frames=8, stride=2,
+           flow_method="dis", **options):
+    """`train_clip_backbone` with the snippet settings of these tests (8 frames every 2, DIS flow)."""
+    snippets = SnippetSpec(modality=modality, frames=snippet_frames, stride=stride, fps=fps, size=size,
+                           flow_method=flow_method)
+    return train_clip_backbone(annotations, videos, out, snippets=snippets, **options)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +45,7 @@ def test_snippet_label_rule():
 
 def test_rgb_training_learns_and_saves_loadable_weights(tiny, tmp_path):
     weights = tmp_path / "rgb.pt"
-    result = train_clip_backbone(tiny, tiny.parent / "videos", weights, modality="rgb", fps=8.0, size=32,
+    result = _train(tiny, tiny.parent / "videos", weights, modality="rgb", fps=8.0, size=32,
                                  snippet_frames=4, stride=2, epochs=4, per_class=24, batch_size=32, lr=4e-3,
                                  val_subset="train", seed=0, progress=False)
     assert not result.skipped
@@ -59,7 +68,7 @@ def test_rgb_training_learns_and_saves_loadable_weights(tiny, tmp_path):
 
     # the same settings again: reused, not retrained
     mtime = weights.stat().st_mtime_ns
-    again = train_clip_backbone(tiny, tiny.parent / "videos", weights, modality="rgb", fps=8.0, size=32,
+    again = _train(tiny, tiny.parent / "videos", weights, modality="rgb", fps=8.0, size=32,
                                 snippet_frames=4, stride=2, epochs=4, per_class=24, batch_size=32, lr=4e-3,
                                 val_subset="train", seed=0, progress=False)
     assert again.skipped and weights.stat().st_mtime_ns == mtime
@@ -69,8 +78,8 @@ def test_rgb_training_learns_and_saves_loadable_weights(tiny, tmp_path):
 def test_training_is_deterministic(tiny, tmp_path):
     kwargs = dict(modality="tg", fps=8.0, size=32, snippet_frames=3, epochs=1, per_class=4, batch_size=16,
                   seed=5, progress=False)
-    train_clip_backbone(tiny, tiny.parent / "videos", tmp_path / "a.pt", **kwargs)
-    train_clip_backbone(tiny, tiny.parent / "videos", tmp_path / "b.pt", **kwargs)
+    _train(tiny, tiny.parent / "videos", tmp_path / "a.pt", **kwargs)
+    _train(tiny, tiny.parent / "videos", tmp_path / "b.pt", **kwargs)
     a, b = torch.load(tmp_path / "a.pt"), torch.load(tmp_path / "b.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -83,8 +92,8 @@ def test_flow_training_with_stored_flow_matches_computed(tiny, tmp_path):
     compute_motion(videos, flow_dir, method="dis", fps=8.0, size=32)
     kwargs = dict(modality="flow", flow_method="dis", fps=8.0, size=32, snippet_frames=4, epochs=1,
                   per_class=4, batch_size=16, seed=2, progress=False)
-    stored = train_clip_backbone(tiny, tiny.parent / "videos", tmp_path / "s.pt", flow_dir=flow_dir, **kwargs)
-    computed = train_clip_backbone(tiny, tiny.parent / "videos", tmp_path / "c.pt", **kwargs)
+    stored = _train(tiny, tiny.parent / "videos", tmp_path / "s.pt", flow_dir=flow_dir, **kwargs)
+    computed = _train(tiny, tiny.parent / "videos", tmp_path / "c.pt", **kwargs)
     assert stored.history == computed.history
     net = create_backbone("tsm_tiny", "flow", weights=tmp_path / "s.pt")
     x = torch.zeros(1, 2, 4, 32, 32)
@@ -93,24 +102,24 @@ def test_flow_training_with_stored_flow_matches_computed(tiny, tmp_path):
 
 def test_user_errors(tiny, tmp_path):
     with pytest.raises(RgbtadError, match="modality"):
-        train_clip_backbone(tiny, tiny.parent / "videos", tmp_path / "x.pt", modality="depth", progress=False)
+        _train(tiny, tiny.parent / "videos", tmp_path / "x.pt", modality="depth", progress=False)
     with pytest.raises(RgbtadError, match="video folder"):
-        train_clip_backbone(tiny, tmp_path / "nowhere", tmp_path / "x.pt", progress=False)
+        _train(tiny, tmp_path / "nowhere", tmp_path / "x.pt", progress=False)
     with pytest.raises(RgbtadError, match="subset"):
-        train_clip_backbone(tiny, tiny.parent / "videos", tmp_path / "x.pt", subset="validation", progress=False)
+        _train(tiny, tiny.parent / "videos", tmp_path / "x.pt", subset="validation", progress=False)
     assert not (tmp_path / "x.pt").exists()
 
 
 def test_rgb_backbone_distilled_from_a_motion_backbone(tiny, tmp_path):
     videos = tiny.parent / "videos"
     common = dict(fps=8.0, size=32, snippet_frames=4, per_class=4, batch_size=16, progress=False)
-    teacher = train_clip_backbone(tiny, videos, tmp_path / "tg.pt", modality="tg", epochs=1, seed=0, **common)
-    plain = train_clip_backbone(tiny, videos, tmp_path / "rgb.pt", modality="rgb", epochs=1, seed=3, **common)
-    decomposed = train_clip_backbone(tiny, videos, tmp_path / "dec.pt", modality="rgb", epochs=1, seed=3,
+    teacher = _train(tiny, videos, tmp_path / "tg.pt", modality="tg", epochs=1, seed=0, **common)
+    plain = _train(tiny, videos, tmp_path / "rgb.pt", modality="rgb", epochs=1, seed=3, **common)
+    decomposed = _train(tiny, videos, tmp_path / "dec.pt", modality="rgb", epochs=1, seed=3,
                                      teacher=teacher.weights, distill="decomposed", val_subset="test", **common)
-    no_mimic = train_clip_backbone(tiny, videos, tmp_path / "dec0.pt", modality="rgb", epochs=1, seed=3,
+    no_mimic = _train(tiny, videos, tmp_path / "dec0.pt", modality="rgb", epochs=1, seed=3,
                                    teacher=teacher.weights, distill="decomposed", mimic_weight=0.0, **common)
-    conventional = train_clip_backbone(tiny, videos, tmp_path / "conv.pt", modality="rgb", epochs=1, seed=3,
+    conventional = _train(tiny, videos, tmp_path / "conv.pt", modality="rgb", epochs=1, seed=3,
                                        teacher=teacher.weights, distill="conventional", **common)
     # the teacher's terms change what is learnt (same seed, same snippets)
     losses = {r.history[0]["loss"] for r in (plain, decomposed, no_mimic, conventional)}
@@ -129,28 +138,28 @@ def test_rgb_backbone_distilled_from_a_motion_backbone(tiny, tmp_path):
 
 def test_distillation_refuses_a_teacher_of_other_snippets(tiny, tmp_path):
     videos = tiny.parent / "videos"
-    teacher = train_clip_backbone(tiny, videos, tmp_path / "tg.pt", modality="tg", fps=8.0, size=32,
+    teacher = _train(tiny, videos, tmp_path / "tg.pt", modality="tg", fps=8.0, size=32,
                                   snippet_frames=4, epochs=1, per_class=2, progress=False)
     with pytest.raises(RgbtadError, match="teacher trained on other snippets: snippet_frames 4"):
-        train_clip_backbone(tiny, videos, tmp_path / "x.pt", modality="rgb", fps=8.0, size=32, snippet_frames=6,
+        _train(tiny, videos, tmp_path / "x.pt", modality="rgb", fps=8.0, size=32, snippet_frames=6,
                             epochs=1, per_class=2, teacher=teacher.weights, progress=False)
     with pytest.raises(RgbtadError, match="distill mode"):
-        train_clip_backbone(tiny, videos, tmp_path / "x.pt", modality="rgb", fps=8.0, size=32, snippet_frames=4,
+        _train(tiny, videos, tmp_path / "x.pt", modality="rgb", fps=8.0, size=32, snippet_frames=4,
                             teacher=teacher.weights, distill="both", progress=False)
 
 
 def test_training_can_start_from_a_trained_backbone(tiny, tmp_path):
     videos = tiny.parent / "videos"
     common = dict(fps=8.0, size=32, snippet_frames=4, per_class=4, batch_size=16, progress=False)
-    start = train_clip_backbone(tiny, videos, tmp_path / "rgb.pt", modality="rgb", epochs=1, seed=0, **common)
+    start = _train(tiny, videos, tmp_path / "rgb.pt", modality="rgb", epochs=1, seed=0, **common)
     # a learning rate of zero leaves every weight where it started: the given backbone's
-    tuned = train_clip_backbone(tiny, videos, tmp_path / "tuned.pt", modality="rgb", epochs=1, seed=5, lr=0.0,
+    tuned = _train(tiny, videos, tmp_path / "tuned.pt", modality="rgb", epochs=1, seed=5, lr=0.0,
                                 init_from=start.weights, **common)
     before, after = torch.load(start.weights), torch.load(tuned.weights)
     conv_weights = [k for k in before if k.endswith("conv.weight")]
     assert conv_weights and all(torch.equal(before[k], after[k]) for k in conv_weights)
     assert load_clip_summary(tuned.weights)["settings"]["init_from"] == str(start.weights.resolve())
-    tg = train_clip_backbone(tiny, videos, tmp_path / "tg.pt", modality="tg", epochs=1, seed=0, **common)
+    tg = _train(tiny, videos, tmp_path / "tg.pt", modality="tg", epochs=1, seed=0, **common)
     with pytest.raises(RgbtadError, match="other architecture: modality 'tg'"):
-        train_clip_backbone(tiny, videos, tmp_path / "x.pt", modality="rgb", epochs=1, init_from=tg.weights,
+        _train(tiny, videos, tmp_path / "x.pt", modality="rgb", epochs=1, init_from=tg.weights,
                             **common)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from rgbtad.video.snippets import SnippetSpec
 from rgbtad.cli import main
 from rgbtad.config import build_config
 from rgbtad.detection.model import build_detector_from_config
@@ -50,8 +51,7 @@ def clips(shared_data):
 @pytest.fixture(scope="module")
 def features_dir(tmp_path_factory, clips):
     out = tmp_path_factory.mktemp("features")
-    report = extract_features(clips, out, backbone="tsm_tiny", snippet_frames=SNIPPET, stride=STRIDE,
-                              fps=10, size=SIZE, batch_size=4, progress=False)
+    report = extract_features(clips, out, backbone="tsm_tiny", snippets=SnippetSpec(frames=SNIPPET, stride=STRIDE, fps=10, size=SIZE), batch_size=4, progress=False)
     assert report.ok, report.summary()
     return out
 
@@ -81,8 +81,7 @@ def test_attach_backbone_copies_weights_and_skips_other_modalities(tmp_path, cli
     weights = tmp_path / "rgb.pt"
     torch.save(create_backbone("tsm_tiny", "rgb").state_dict(), weights)
     feats = tmp_path / "feats"
-    extract_features(clips[:1], feats, backbone="tsm_tiny", weights=str(weights), snippet_frames=SNIPPET,
-                     stride=STRIDE, fps=10, size=SIZE, progress=False)
+    extract_features(clips[:1], feats, backbone="tsm_tiny", weights=str(weights), snippets=SnippetSpec(frames=SNIPPET, stride=STRIDE, fps=10, size=SIZE), progress=False)
     run = tmp_path / "run"
     make_run(run, feats)
     assert attach_backbone(run, feats)
@@ -94,8 +93,7 @@ def test_attach_backbone_copies_weights_and_skips_other_modalities(tmp_path, cli
     np.testing.assert_allclose(feats_detect, np.load(feats / f"{clips[0].stem}.npy"), rtol=0, atol=1e-5)
 
     tg = tmp_path / "tg"
-    extract_features(clips[:1], tg, backbone="tsm_tiny", modality="tg", snippet_frames=SNIPPET,
-                     stride=STRIDE, fps=10, size=SIZE, progress=False)
+    extract_features(clips[:1], tg, backbone="tsm_tiny", snippets=SnippetSpec(modality="tg", frames=SNIPPET, stride=STRIDE, fps=10, size=SIZE), progress=False)
     other = tmp_path / "other"
     make_run(other, tg)
     assert not attach_backbone(other, tg) and not (other / "backbone.json").exists()
@@ -176,15 +174,24 @@ def test_detect_cli_batch_with_a_corrupt_file(run_dir, clips, tmp_path, capsys):
 
 
 def test_detect_never_computes_optical_flow(run_dir, clips, monkeypatch, tmp_path):
-    import rgbtad.motion.flow as motion
+    """Every optical flow (TV-L1, DIS, Farneback), wherever in the library it is asked for and
+    under whatever import name, ends in OpenCV's estimators: forbid those, and detect still runs."""
+    import cv2
+    import numpy as np
+
+    from rgbtad.motion.flow import motion_chunks
 
     def forbidden(*args, **kwargs):
         raise AssertionError("optical flow computed during detection")
 
-    monkeypatch.setattr(motion, "compute_flow", forbidden)
-    monkeypatch.setattr(motion, "FlowEstimator", forbidden)
-    monkeypatch.setattr(motion, "motion_chunks", forbidden)
-    monkeypatch.setattr("rgbtad.features.extract.motion_chunks", forbidden)
+    monkeypatch.setattr(cv2.optflow, "DualTVL1OpticalFlow_create", forbidden)
+    monkeypatch.setattr(cv2, "DISOpticalFlow_create", forbidden)
+    monkeypatch.setattr(cv2, "calcOpticalFlowFarneback", forbidden)
+    # the guard is not vacuous: the library's flow of every method now fails
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    for method in ("tvl1", "dis", "farneback"):
+        with pytest.raises(AssertionError, match="optical flow computed"):
+            list(motion_chunks(iter([frames]), method))
     assert main(["detect", str(run_dir), *map(str, clips), "--out", str(tmp_path / "d.json"), "--quiet"]) == 0
     assert len(json.loads((tmp_path / "d.json").read_text())["results"]) == 2
 
@@ -232,4 +239,12 @@ def test_train_attaches_the_backbone_and_detect_runs(features_dir, clips, tmp_pa
     train(cfg, tmp_path / "run", device="cpu")
     assert json.loads((tmp_path / "run" / "backbone.json").read_text())["backbone"] == "tsm_tiny"
     result = Detector.from_run(tmp_path / "run").detect(clips[1])
-    assert all(d.label in CLASSES for d in result.segments)
+    # detections come back (the config keeps even a barely trained detector's), named with the
+    # classes the run was trained on (the two of the annotations, not the third of CLASSES),
+    # best first and inside the video
+    assert result.segments
+    trained = {a["label"] for v in ann["database"].values() for a in v["annotations"]}
+    assert len(trained) == 2 and {d.label for d in result.segments} <= trained
+    scores = [d.score for d in result.segments]
+    assert scores == sorted(scores, reverse=True)
+    assert all(0.0 <= d.start <= d.end <= result.duration + 1e-6 for d in result.segments)

@@ -10,6 +10,7 @@ import torch
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
+from rgbtad.video.snippets import SnippetSpec
 from rgbtad.cli import main  # noqa: E402
 from rgbtad.config import build_config  # noqa: E402
 from rgbtad.data.batching import pad_batch  # noqa: E402
@@ -37,8 +38,7 @@ def clip(shared_data):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, clip):
     feats = tmp_path_factory.mktemp("features")
-    assert extract_features([clip], feats, backbone="tsm_tiny", snippet_frames=SNIPPET, stride=STRIDE, fps=10,
-                            size=SIZE, batch_size=4, progress=False).ok
+    assert extract_features([clip], feats, backbone="tsm_tiny", snippets=SnippetSpec(frames=SNIPPET, stride=STRIDE, fps=10, size=SIZE), batch_size=4, progress=False).ok
     run = tmp_path_factory.mktemp("run")
     make_run(run, feats, seed=1)
     assert attach_backbone(run, feats)

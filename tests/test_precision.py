@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from rgbtad.video.snippets import SnippetSpec
 from rgbtad.core import precision
 from rgbtad.core.errors import RgbtadError
 
@@ -125,8 +126,8 @@ def test_explicit_bf16_runs_on_a_cpu_without_native_support(fake_cpu, caplog):
     net = create_backbone("tsm_tiny", "rgb")
     frames = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
     with caplog.at_level(logging.WARNING, logger="rgbtad.core.precision"):
-        bf16 = snippet_encoder(net, snippet_frames=8, stride=8, precision="bf16").encode(iter([frames]), 8)
-    fp32 = snippet_encoder(net, snippet_frames=8, stride=8, precision="fp32").encode(iter([frames]), 8)
+        bf16 = snippet_encoder(net, SnippetSpec(frames=8, stride=8), precision="bf16").encode(iter([frames]), 8)
+    fp32 = snippet_encoder(net, SnippetSpec(frames=8, stride=8), precision="fp32").encode(iter([frames]), 8)
     assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
     assert bf16.dtype == np.float32 and bf16.shape == fp32.shape == (2, net.feature_dim)
     assert np.corrcoef(bf16.ravel(), fp32.ravel())[0, 1] > 0.95

@@ -7,10 +7,11 @@ import pytest
 
 from rgbtad.cli import main
 from rgbtad.data.annotations import load_annotations
-from rgbtad.synthetic.generate import (
-    CLASSES, MAX_INSTANCE_S, MIN_GAP_S, MIN_INSTANCE_S, annotation_statistics, generate_benchmark,
-    plan_benchmark, render_frames,
-)
+from rgbtad.synthetic.classes import CLASSES
+from rgbtad.synthetic.generate import generate_benchmark, plan_benchmark
+from rgbtad.synthetic.render import render_frames
+from rgbtad.synthetic.statistics import annotation_statistics
+from rgbtad.synthetic.timeline import MAX_INSTANCE_S, MIN_GAP_S, MIN_INSTANCE_S
 from rgbtad.core.errors import RgbtadError
 from rgbtad.video.decode import VideoReader, probe
 

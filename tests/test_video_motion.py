@@ -8,8 +8,9 @@ import pytest
 from rgbtad.cli import main
 from rgbtad.motion.storage import compute_motion, iter_motion_file, read_motion_meta, write_motion_file
 from rgbtad.video.decode import read_video
+from rgbtad.video.snippets import normalize
 from rgbtad.motion.flow import (
-    compute_flow, dequantize_flow, motion_chunks, quantize_flow, temporal_gradient, tg_to_unit,
+    compute_flow, dequantize_flow, motion_chunks, quantize_flow, temporal_gradient,
 )
 
 
@@ -84,7 +85,7 @@ def test_motion_stream_equals_whole(shared_data):
     flow = np.concatenate(list(motion_chunks(chunks, "dis")))
     assert np.array_equal(flow, quantize_flow(compute_flow(frames, "dis")))
     tg = np.concatenate(list(motion_chunks(chunks, "tg")))
-    assert tg.dtype == np.int16 and np.allclose(tg_to_unit(tg), temporal_gradient(frames))
+    assert tg.dtype == np.int16 and np.allclose(normalize(tg, "tg", None, np.ones(3, np.float32)), temporal_gradient(frames))
     one = list(motion_chunks([frames[:1]], "dis"))
     assert len(one) == 1 and one[0].shape == (1, 32, 43, 2) and np.all(one[0] == 128)
 

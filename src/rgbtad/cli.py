@@ -14,6 +14,7 @@ from rgbtad import __version__
 from rgbtad.core.errors import RgbtadError
 from rgbtad.core.paths import check_writable_output
 from rgbtad.core.ranges import describe_range, in_range
+from rgbtad.video.snippets import DIS_PRESETS, FLOW_METHODS, MODALITIES, SnippetSpec
 
 
 def _number(kind: type, interval: str):
@@ -234,7 +235,7 @@ def _cmd_motion(args: argparse.Namespace) -> None:
 def _add_motion(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("motion", help="compute and store optical flow (or temporal gradient) of videos")
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of videos")
-    p.add_argument("--method", default="tvl1", choices=["tvl1", "dis", "farneback", "tg"],
+    p.add_argument("--method", default=SnippetSpec.flow_method, choices=FLOW_METHODS + ("tg",),
                    help="tvl1 (default, slow: ~0.5 s per 224px pair), dis, farneback, or tg (temporal gradient)")
     p.add_argument("--out", required=True, help="output folder: <stem>.flow.npz (or .tg.npz) + JSON sidecar")
     p.add_argument("--fps", type=_POSITIVE, default=None, help="resample to this frame rate (default: native)")
@@ -242,7 +243,7 @@ def _add_motion(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=_POSITIVE_INT, default=1, help="processes, one video each (default 1)")
     p.add_argument("--bound", type=_POSITIVE, default=None,
                    help="quantization bound: clip to +-bound then map to 0..255 (default 20 px; 255 for tg)")
-    p.add_argument("--dis-preset", default="fast", choices=["ultrafast", "fast", "medium"],
+    p.add_argument("--dis-preset", default=SnippetSpec.dis_preset, choices=DIS_PRESETS,
                    help="DIS preset (method dis only)")
     p.add_argument("--shard", default=None, metavar="K/N", help="process only shard K of N (1-based)")
     p.set_defaults(func=_cmd_motion)
@@ -255,10 +256,11 @@ def _cmd_extract(args: argparse.Namespace) -> None:
     check_writable_output(args.out, "--out", folder=True)
     videos = list_videos(args.videos)
     report = extract_features(
-        videos, args.out, backbone=args.backbone, weights=args.weights, modality=args.modality,
-        flow_method=args.flow_method, snippet_frames=args.snippet_frames, stride=args.stride, fps=args.fps,
-        size=parse_size(args.size), shard=args.shard, device=args.device, batch_size=args.batch_size,
-        precision=args.precision, dis_preset=args.dis_preset, flow_dir=args.flow_dir,
+        videos, args.out, backbone=args.backbone, weights=args.weights,
+        snippets=SnippetSpec(modality=args.modality, frames=args.snippet_frames, stride=args.stride, fps=args.fps,
+                             size=parse_size(args.size), flow_method=args.flow_method, dis_preset=args.dis_preset),
+        shard=args.shard, device=args.device, batch_size=args.batch_size, precision=args.precision,
+        flow_dir=args.flow_dir,
     )
     print(report.summary())
     print(f"features in {args.out}")
@@ -271,10 +273,10 @@ def _add_extract(sub: argparse._SubParsersAction) -> None:
     p.add_argument("videos", nargs="+", metavar="VIDEO_OR_DIR", help="video files or folders of videos")
     p.add_argument("--backbone", required=True, help="backbone name, e.g. tsm_r18, i3d_inception")
     p.add_argument("--weights", default=None, help="backbone checkpoint (default: random initialisation)")
-    p.add_argument("--modality", default="rgb", choices=["rgb", "flow", "tg"], help="input modality")
-    p.add_argument("--flow-method", default="tvl1", choices=["tvl1", "dis", "farneback"],
-                   help="optical flow method for --modality flow (default tvl1)")
-    p.add_argument("--dis-preset", default="fast", choices=["ultrafast", "fast", "medium"],
+    p.add_argument("--modality", default=SnippetSpec.modality, choices=MODALITIES, help="input modality")
+    p.add_argument("--flow-method", default=SnippetSpec.flow_method, choices=FLOW_METHODS,
+                   help=f"optical flow method for --modality flow (default {SnippetSpec.flow_method})")
+    p.add_argument("--dis-preset", default=SnippetSpec.dis_preset, choices=DIS_PRESETS,
                    help="DIS preset (flow method dis only)")
     p.add_argument("--flow-dir", default=None,
                    help="read flow stored by `rgbtad motion` (same method, fps, size) instead of computing it")

@@ -221,6 +221,7 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
     from rgbtad.inference.predict import predict_video
     from rgbtad.export.onnx import calibration_batches
     from rgbtad.features.extract import snippet_encoder
+    from rgbtad.video.snippets import SnippetSpec
     from rgbtad.core.precision import cpu_model, native_bf16, resolve_precision
     from rgbtad.motion.flow import motion_chunks
     from rgbtad.video.sampling import num_snippets
@@ -249,7 +250,7 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
 
     def encoder(modality, chunks, length):
         def make(net):
-            return snippet_encoder(net, snippet_frames=n, stride=stride, modality=modality, device=str(device),
+            return snippet_encoder(net, SnippetSpec(modality=modality, frames=n, stride=stride), device=str(device),
                                    batch_size=settings.batch_size, precision="fp32" if precision == "int8" else precision)
 
         def calibration(net):  # int8: calibrated on the video's own snippets (not timed: an export step)
@@ -421,26 +422,10 @@ def make_bench_video(source: str | Path, out_path: str | Path, *, seconds: float
                      fps: float = 30.0) -> Path:
     """A `seconds`-long `size` x `size` H.264 video at `fps`, made by resizing the frames of
     `source` and looping them (forwards then backwards, so motion stays continuous)."""
-    import av
-
-    from rgbtad.core.atomic import atomic_path
     from rgbtad.video.decode import read_video
+    from rgbtad.video.encode import write_h264
 
     frames = read_video(source, fps=fps, size=(size, size))
     cycle = np.concatenate([frames, frames[-2:0:-1]], axis=0) if len(frames) > 2 else frames
     total = int(round(seconds * fps))
-    out_path = Path(out_path)
-    with atomic_path(out_path, suffix=".tmp" + out_path.suffix) as tmp:
-        container = av.open(str(tmp), mode="w")
-        try:
-            stream = container.add_stream("libx264", rate=int(round(fps)))
-            stream.width, stream.height, stream.pix_fmt = size, size, "yuv420p"
-            for i in range(total):
-                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(cycle[i % len(cycle)]), format="rgb24")
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            for packet in stream.encode():
-                container.mux(packet)
-        finally:
-            container.close()
-    return out_path
+    return write_h264(out_path, (cycle[i % len(cycle)] for i in range(total)), fps=fps, width=size, height=size)

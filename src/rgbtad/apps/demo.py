@@ -38,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from rgbtad.core.errors import RgbtadError
+from rgbtad.video.snippets import SnippetSpec
 from rgbtad.core.precision import cpu_model
 from rgbtad.core.atomic import write_json, write_npy
 
@@ -72,6 +73,11 @@ class DemoSettings:
     classes: tuple[str, ...] | None = None  # action classes of the benchmark (None: all twelve)
     # detectors to train (None: all of `demo_models`); concat fusion is the ablation's (`rgbtad ablate`)
     models: tuple[str, ...] | None = ("rgb_only", "motion_only", "two_stream", "conventional_kd", "decomposed_laf")
+
+    def snippets(self, modality: str) -> SnippetSpec:
+        """The snippets of every backbone stage for `modality` (training, extraction)."""
+        return SnippetSpec(modality=modality, frames=self.snippet_frames, stride=self.stride, fps=self.fps,
+                           size=self.size, flow_method=self.flow_method)
 
     @classmethod
     def quick(cls) -> "DemoSettings":
@@ -297,9 +303,8 @@ def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, spec: Bac
         epochs = settings.rgb_clip_epochs if init_from is None else settings.kd_clip_epochs
     train_clip_backbone(
         ann_path, out / "data" / "videos", out / "backbones" / f"{spec.name}.pt",
-        backbone=BACKBONE, modality=spec.modality, subset="train", val_subset="test",
-        snippet_frames=settings.snippet_frames, stride=settings.val_stride, fps=settings.fps,
-        size=settings.size, flow_method=settings.flow_method, flow_dir=out / "flow",
+        backbone=BACKBONE, snippets=settings.snippets(spec.modality).with_(stride=settings.val_stride),
+        subset="train", val_subset="test", flow_dir=out / "flow",
         epochs=epochs, per_class=settings.clip_per_class, batch_size=settings.clip_batch_size, seed=seed,
         device=device, teacher=teacher,
         distill=spec.distill, init_from=init_from, precision=precision, progress=False,
@@ -312,8 +317,7 @@ def _extract(videos: list[Path], out: Path, settings: DemoSettings, spec: Backbo
 
     report = extract_features(
         videos, out / "features" / spec.name, backbone=BACKBONE, weights=str(out / "backbones" / f"{spec.name}.pt"),
-        modality=spec.modality, flow_method=settings.flow_method, snippet_frames=settings.snippet_frames,
-        stride=settings.stride, fps=settings.fps, size=settings.size, device=device, batch_size=32,
+        snippets=settings.snippets(spec.modality), device=device, batch_size=32,
         precision=precision, flow_dir=out / "flow" if spec.modality == "flow" else None, progress=False,
     )
     if not report.ok:

@@ -1,0 +1,1 @@
+"""ONNX export of detectors and backbones, and int8 quantization of backbones."""

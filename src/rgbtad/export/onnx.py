@@ -456,8 +456,7 @@ def export_run(run_dir: str | Path, out_path: str | Path, *, with_backbone: bool
         if not int8_calibration:
             backbone_diff = export_backbone(net, backbone_out, **settings)
         else:
-            encoder = snippet_encoder(net, snippet_frames=spec["snippet_frames"], stride=spec["stride"],
-                                      fps=spec["fps"], size=spec["size"], device="cpu", precision="fp32")
+            encoder = snippet_encoder(net, spec["snippets"], device="cpu", precision="fp32")
             inputs = itertools.chain.from_iterable(encoder.backbone_inputs(Path(v)) for v in int8_calibration)
             with tempfile.TemporaryDirectory() as tmp:
                 fp32_path = Path(tmp) / "backbone.onnx"

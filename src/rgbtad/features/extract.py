@@ -5,22 +5,12 @@ see `rgbtad.video.decode`) -> per-frame input stream -> snippets (`rgbtad.video.
 snippet ``i`` = frames ``[i*stride, i*stride + snippet_frames)``, a short video gives one
 padded snippet) -> batches ``B x C x snippet_frames x H x W`` -> backbone -> ``B x C``.
 
-Modalities (what the backbone sees; values per pixel):
-
-- ``rgb``: frames on [0, 1], normalized with the backbone's ``input_mean`` / ``input_std``.
-- ``flow``: optical flow between consecutive frames of the resampled video, quantized to uint8
-  the two-stream way (bound 20 px, `rgbtad.motion.flow.quantize_flow`), 2 channels (x, y),
-  and normalized like a two-channel image with the backbone's flow statistics:
-  ``(q / 255 - input_mean) / input_std``. With symmetric statistics (0.5, 0.5; the Kinetics
-  I3D release) this is exactly ``dequantized / bound`` in [-1, 1]; with mmaction2's (128/255,
-  128/255) it is ``(q - 128) / 128``, the convention those checkpoints were trained with. Flow is computed once per frame
-  pair of the video (not once per snippet, so overlapping snippets share it); a snippet of N
-  frames has N-1 flows and the last one is repeated to keep N time steps. With ``flow_dir``
-  the flows stored by `rgbtad motion` (same method, fps and size) are read instead of
-  computed.
-- ``tg``: temporal gradient ``I_{t+1} - I_t`` of normalized frames, i.e. the grey-level
-  difference / 255 / ``input_std`` (the mean cancels), 3 channels, N-1 per snippet with the
-  last repeated, as for flow.
+Modalities (what the backbone sees): ``rgb`` frames, optical ``flow`` between consecutive
+frames of the resampled video (computed once per frame pair, not once per snippet, so
+overlapping snippets share it; or read from a folder written by `rgbtad motion` with
+``flow_dir``), or the temporal gradient ``tg``; a snippet of N frames has N-1 motion items and
+the last one is repeated to keep N time steps. The snippet settings and the pixel
+normalisation per modality are `rgbtad.video.snippets` (`SnippetSpec`, `normalize`).
 
 Outputs in ``out_dir``:
 
@@ -51,7 +41,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -62,17 +51,15 @@ from rgbtad.core.device import resolve_device
 from rgbtad.core.batch import BatchReport, failure_message, resolve_shard, select_shard
 from rgbtad.core.precision import autocast, resolve_precision
 from rgbtad.core.atomic import write_json, write_npy
-from rgbtad.video.decode import Size, VideoReader, output_size, video_stem
-from rgbtad.motion.flow import (
-    DEFAULT_BOUND, DIS_PRESETS, FLOW_METHODS, motion_chunks,
-)
+from rgbtad.video.decode import VideoReader, video_stem
+from rgbtad.motion.flow import motion_chunks
 from rgbtad.video.sampling import iter_snippets, num_snippets, pad_snippet
+from rgbtad.video.snippets import SnippetSpec, normalize
 
 log = logging.getLogger(__name__)
 
 FORMAT = "rgbtad-features-1"
 INDEX_FILE = "features.json"
-MODALITIES = ("rgb", "flow", "tg")
 CHUNK_FRAMES = 64
 
 ExtractReport = BatchReport
@@ -128,13 +115,11 @@ def _describe_difference(old: dict, new: dict) -> str:
 
 def _load_backbone(backbone, modality: str, weights: str | None):
     """A backbone module from a registry name (`rgbtad.backbones.create_backbone`) or as given."""
-    if isinstance(backbone, str):
-        try:
-            from rgbtad.backbones import create_backbone
-        except ImportError as err:  # pragma: no cover - backbones land separately
-            raise RgbtadError(f"backbones are not available ({err})") from None
-        import torch
+    import torch
 
+    from rgbtad.backbones import MODALITY_CHANNELS, create_backbone
+
+    if isinstance(backbone, str):
         # Random initialisation (no weights) is seeded, so that extraction is deterministic.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
@@ -146,7 +131,7 @@ def _load_backbone(backbone, modality: str, weights: str | None):
     for attr in ("feature_dim", "input_mean", "input_std"):
         if not hasattr(net, attr):
             raise RgbtadError(f"backbone {name!r} lacks the attribute {attr!r} of the backbone contract")
-    channels = {"rgb": 3, "flow": 2, "tg": 3}[modality]
+    channels = MODALITY_CHANNELS[modality]
     if len(tuple(net.input_mean)) != channels or len(tuple(net.input_std)) != channels:
         raise RgbtadError(f"backbone {name!r} is not built for {modality} input ({channels} channels)")
     return net.eval(), name
@@ -172,20 +157,12 @@ def _inference_copy(net):
 class _Extractor:
     """Holds the backbone and settings; `run(video)` returns (features, video entry)."""
 
-    def __init__(self, net, *, modality, flow_method, flow_bound, dis_preset, snippet_frames, stride,
-                 fps, size, device, batch_size, precision, flow_dir, progress):
+    def __init__(self, net, snippets: SnippetSpec, *, device, batch_size, precision, flow_dir, progress):
         import torch
 
         self.torch = torch
         self.net = _inference_copy(net).to(device)
-        self.modality = modality
-        self.flow_method = flow_method
-        self.flow_bound = flow_bound
-        self.dis_preset = dis_preset
-        self.snippet_frames = snippet_frames
-        self.stride = stride
-        self.fps = fps
-        self.size = size
+        self.snippets = snippets
         self.device = device
         self.batch_size = batch_size
         self.precision = precision
@@ -197,14 +174,8 @@ class _Extractor:
 
     # batch of snippets (B x N x H x W x C, compact dtype) -> B x C x N x H x W float32 on device
     def _to_input(self, batch: np.ndarray):
-        torch = self.torch
-        x = torch.from_numpy(batch).to(self.device)
-        if self.modality == "rgb":
-            x = (x.float() / 255.0 - self.mean) / self.std
-        elif self.modality == "flow":  # quantized flow as a 0..255 image, the backbone's flow statistics
-            x = (x.float() / 255.0 - self.mean) / self.std
-        else:  # tg: int16 grey-level differences
-            x = x.float() / 255.0 / self.std
+        x = self.torch.from_numpy(batch).to(self.device)
+        x = normalize(x, self.snippets.modality, self.mean, self.std)
         return x.permute(0, 4, 1, 2, 3).contiguous()
 
     def _forward(self, batch: list[np.ndarray]) -> np.ndarray:
@@ -220,16 +191,15 @@ class _Extractor:
     def _stored_flow(self, video: Path, reader: VideoReader) -> tuple[Iterator[np.ndarray], int]:
         from rgbtad.motion.storage import iter_motion_file, stored_motion
 
-        array_path, meta = stored_motion(self.flow_dir, video_stem(video), method=self.flow_method,
-                                         bound=self.flow_bound, dis_preset=self.dis_preset, fps=self.fps,
-                                         size=self.size, width=reader.width, height=reader.height)
+        array_path, meta = stored_motion(self.flow_dir, video_stem(video), self.snippets, width=reader.width,
+                                         height=reader.height)
         return iter_motion_file(array_path, chunk=CHUNK_FRAMES), int(meta["num_frames"])
 
     def _snippet_batches(self, items: Iterator[np.ndarray], length: int) -> Iterator[list[np.ndarray]]:
         """Batches of at most `batch_size` snippets of a stream of input chunks along time."""
-        n = self.snippet_frames
+        n = self.snippets.frames
         batch: list[np.ndarray] = []
-        for snippet in iter_snippets(items, length, self.stride):
+        for snippet in iter_snippets(items, length, self.snippets.stride):
             batch.append(pad_snippet(snippet, n) if length < n else snippet.copy())
             if len(batch) == self.batch_size:
                 yield batch
@@ -264,26 +234,26 @@ class _Extractor:
 
     def _open(self, video: Path):
         """(reader, input chunks, their length per snippet, frames of stored flow or None)."""
-        n = self.snippet_frames
-        reader = VideoReader(video, fps=self.fps, size=self.size, chunk_frames=CHUNK_FRAMES)
-        if self.modality == "rgb":
-            return reader, iter(reader), n, None
-        if self.modality == "flow" and self.flow_dir is not None:
+        spec = self.snippets
+        reader = VideoReader(video, fps=spec.fps, size=spec.size, chunk_frames=CHUNK_FRAMES)
+        if spec.modality == "rgb":
+            return reader, iter(reader), spec.input_length, None
+        if spec.modality == "flow" and self.flow_dir is not None:
             items, stored_frames = self._stored_flow(video, reader)
             reader.close()
-            return reader, items, n - 1, stored_frames
-        method = "tg" if self.modality == "tg" else self.flow_method
-        return reader, motion_chunks(reader, method, bound=self.flow_bound, dis_preset=self.dis_preset), n - 1, None
+            return reader, items, spec.input_length, stored_frames
+        chunks = motion_chunks(reader, spec.motion_method, bound=spec.flow_bound, dis_preset=spec.dis_preset)
+        return reader, chunks, spec.input_length, None
 
     def run(self, video: Path, position: int = 1) -> tuple[np.ndarray, dict]:
-        n = self.snippet_frames
+        n, stride = self.snippets.frames, self.snippets.stride
         reader, items, length, stored_frames = self._open(video)
         estimate = None
         if reader.declared_frames:
             frames = reader.declared_frames
             if reader.fps != reader.source_fps:
                 frames = math.ceil(frames * reader.fps / reader.source_fps)
-            estimate = num_snippets(stored_frames or frames, n, self.stride)
+            estimate = num_snippets(stored_frames or frames, n, stride)
         from tqdm import tqdm
 
         bar = tqdm(total=estimate, desc=video_stem(video), unit="snippet", leave=False, position=position,
@@ -294,7 +264,7 @@ class _Extractor:
             bar.close()
             reader.close()
         num_frames = stored_frames if stored_frames is not None else reader.frames_read
-        expected = num_snippets(num_frames, n, self.stride)
+        expected = num_snippets(num_frames, n, stride)
         if len(features) != expected:  # the sampling rule guarantees this; guard against regressions
             raise RuntimeError(f"{video}: {len(features)} snippets, the formula gives {expected}")
         entry = {
@@ -317,36 +287,26 @@ def extract_features(
     *,
     backbone,
     weights: str | None = None,
-    modality: str = "rgb",
-    flow_method: str = "tvl1",
-    snippet_frames: int = 16,
-    stride: int = 4,
-    fps: float | None = None,
-    size: Size = None,
+    snippets: SnippetSpec = SnippetSpec(),
     shard: tuple[int, int] | str | None = None,
     device: str | None = None,
     batch_size: int = 8,
     precision: str = "auto",
-    flow_bound: float = DEFAULT_BOUND,
-    dis_preset: str = "fast",
     flow_dir: str | Path | None = None,
     progress: bool = True,
 ) -> ExtractReport:
     """Extract snippet features of `videos` into `out_dir` (module doc); returns the report.
 
-    `backbone` is a registry name (created with `create_backbone(backbone, modality,
-    weights=weights)`) or a module following the backbone contract. `shard` is (K, N) or "K/N"
+    `backbone` is a registry name (created with `create_backbone(backbone, snippets.modality,
+    weights=weights)`) or a module following the backbone contract; `snippets` says how videos
+    become its inputs (`rgbtad.video.snippets.SnippetSpec`). `shard` is (K, N) or "K/N"
     (1-based); when None under torchrun (WORLD_SIZE > 1) the rank picks the shard. `device`
     None means CUDA when available. `precision`: ``auto`` (bfloat16 autocast where the device
     runs it natively, `rgbtad.core.precision`), ``fp32`` or ``bf16``; the one used is recorded in
     the index settings. Per-video failures are collected in the report while the
     other videos complete; bad settings raise `RgbtadError` at once.
     """
-    check_snippet_settings(modality=modality, flow_method=flow_method, dis_preset=dis_preset,
-                           snippet_frames=snippet_frames, stride=stride, batch_size=batch_size, fps=fps, size=size,
-                           flow_bound=flow_bound, flow_dir=flow_dir)
-    if flow_dir is not None and modality != "flow":
-        raise RgbtadError("a flow folder is only used with --modality flow")
+    check_extraction_inputs(snippets, batch_size=batch_size, flow_dir=flow_dir)
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise RgbtadError(f"{out_dir}: exists and is not a folder")
@@ -360,22 +320,15 @@ def extract_features(
 
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
-    net, name = _load_backbone(backbone, modality, weights)
+    net, name = _load_backbone(backbone, snippets.modality, weights)
     min_frames = int(getattr(net, "min_frames", 1) or 1)
-    if int(snippet_frames) < min_frames:
-        raise RgbtadError(f"invalid --snippet-frames {snippet_frames}: backbone {name} needs at least {min_frames}")
-    motion = modality != "rgb"
+    if snippets.frames < min_frames:
+        raise RgbtadError(f"invalid --snippet-frames {snippets.frames}: backbone {name} needs at least {min_frames}")
+    motion = snippets.modality != "rgb"
     settings = {
         "backbone": name,
         "weights": None if weights is None else str(weights),
-        "modality": modality,
-        "flow_method": flow_method if modality == "flow" else None,
-        "flow_bound": float(flow_bound) if modality == "flow" else None,
-        "dis_preset": dis_preset if modality == "flow" and flow_method == "dis" else None,
-        "snippet_frames": int(snippet_frames),
-        "stride": int(stride),
-        "fps": None if fps is None else float(fps),
-        "size": list(size) if isinstance(size, (tuple, list)) else size,
+        **snippets.record(),
         "precision": precision,
         "feature_dim": int(net.feature_dim),
         "input_mean": [float(v) for v in net.input_mean],
@@ -412,13 +365,11 @@ def extract_features(
     if shard is None and own != _safe_own(own_path):
         save_index()  # consolidate shard entries into features.json
 
-    extractor = _Extractor(net, modality=modality, flow_method=flow_method, flow_bound=float(flow_bound),
-                           dis_preset=dis_preset, snippet_frames=int(snippet_frames), stride=int(stride),
-                           fps=fps, size=size, device=dev, batch_size=int(batch_size), precision=precision,
+    extractor = _Extractor(net, snippets, device=dev, batch_size=int(batch_size), precision=precision,
                            flow_dir=flow_dir, progress=progress)
     from tqdm import tqdm
 
-    label = f"extract {name}/{modality}" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
+    label = f"extract {name}/{snippets.modality}" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
     with tqdm(total=len(todo), desc=label, unit="video", disable=not progress or not todo, position=0) as bar:
         for v in todo:
             try:
@@ -449,52 +400,25 @@ def load_backbone(backbone, modality: str = "rgb", weights: str | Path | None = 
     return _load_backbone(backbone, modality, None if weights is None else str(weights))
 
 
-def check_snippet_settings(*, modality: str, flow_method: str, dis_preset: str, snippet_frames: int,
-                           stride: int, batch_size: int, fps: float | None, size: Size, flow_bound: float,
-                           flow_dir: str | Path | None) -> None:
-    """Raise `RgbtadError` on a bad snippet / input setting; shared by feature extraction and
-    backbone training (`rgbtad.training.backbones`), which must agree on them."""
-    if modality not in MODALITIES:
-        raise RgbtadError(f"unknown modality {modality!r}; choose from {', '.join(MODALITIES)}")
-    if modality == "flow" and flow_method not in FLOW_METHODS:
-        raise RgbtadError(f"unknown flow method {flow_method!r}; choose from {', '.join(FLOW_METHODS)}")
-    if dis_preset not in DIS_PRESETS:
-        raise RgbtadError(f"unknown DIS preset {dis_preset!r}; choose from {', '.join(DIS_PRESETS)}")
-    if int(snippet_frames) < (2 if modality != "rgb" else 1):
-        raise RgbtadError(f"invalid --snippet-frames {snippet_frames}: motion modalities need at least 2")
-    for name, value in (("stride", stride), ("batch-size", batch_size)):
-        if int(value) < 1:
-            raise RgbtadError(f"invalid --{name} {value}: must be >= 1")
-    if fps is not None and not float(fps) > 0:
-        raise RgbtadError(f"invalid --fps {fps}: must be positive")
-    if size is not None:
-        output_size(1, 1, size)  # validates
-    if not float(flow_bound) > 0:
-        raise RgbtadError(f"invalid flow bound {flow_bound}: must be positive")
-    if flow_dir is not None and not Path(flow_dir).is_dir():
-        raise RgbtadError(f"{flow_dir}: flow folder not found")
+def check_extraction_inputs(snippets: SnippetSpec, *, batch_size: int, flow_dir: str | Path | None) -> None:
+    """Raise `RgbtadError` on a bad batch size or flow folder (the snippet settings check
+    themselves); shared by feature extraction and backbone training."""
+    if int(batch_size) < 1:
+        raise RgbtadError(f"invalid --batch-size {batch_size}: must be >= 1")
+    if flow_dir is not None:
+        if snippets.modality != "flow":
+            raise RgbtadError("a flow folder is only used with --modality flow")
+        if not Path(flow_dir).is_dir():
+            raise RgbtadError(f"{flow_dir}: flow folder not found")
 
 
-def snippet_encoder(net, *, snippet_frames: int, stride: int, modality: str = "rgb",
-                    fps: float | None = None, size: Size = None, device: str | None = None,
-                    batch_size: int = 8, precision: str = "auto", flow_method: str = "tvl1",
-                    flow_bound: float = DEFAULT_BOUND, dis_preset: str = "fast",
-                    progress: bool = False) -> _Extractor:
+def snippet_encoder(net, snippets: SnippetSpec, *, device: str | None = None, batch_size: int = 8,
+                    precision: str = "auto", progress: bool = False) -> _Extractor:
     """The per-video engine of `extract_features`, for callers that need one video's features
     without writing files: ``encoder.run(video) -> (features, entry)`` decodes and encodes
     the video streamed in chunks (same decoding, snippet grid and preprocessing, so the
     features equal those `extract_features` writes), and ``encoder.encode(chunks, length)``
     encodes frames (or motion items) already in memory."""
     dev = resolve_device(device)
-    return _Extractor(net, modality=modality, flow_method=flow_method, flow_bound=float(flow_bound),
-                      dis_preset=dis_preset, snippet_frames=int(snippet_frames), stride=int(stride),
-                      fps=fps, size=size, device=dev, batch_size=int(batch_size),
+    return _Extractor(net, snippets, device=dev, batch_size=int(batch_size),
                       precision=resolve_precision(precision, dev), flow_dir=None, progress=progress)
-
-
-def load_features(out_dir: str | Path, stem: str) -> np.ndarray:
-    """The ``T x C`` features of one video of a feature folder."""
-    path = Path(out_dir) / f"{stem}.npy"
-    if not path.is_file():
-        raise RgbtadError(f"{path}: feature file not found")
-    return np.load(path)

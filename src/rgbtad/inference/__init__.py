@@ -1,0 +1,1 @@
+"""Inference: predictions on features (`rgbtad infer`) and detection on videos (`rgbtad detect`)."""

@@ -107,9 +107,8 @@ class Detector:
                 f"{where}: backbone settings give snippets of {spec['snippet_frames']} frames every "
                 f"{spec['stride']}, the detector was trained with {cfg.data.num_frames} every "
                 f"{cfg.data.feat_stride} (data.num_frames / data.feat_stride)")
-        self.encoder = snippet_encoder(backbone, snippet_frames=spec["snippet_frames"], stride=spec["stride"],
-                                       fps=spec["fps"], size=spec["size"], device=str(device),
-                                       batch_size=batch_size, precision=precision, progress=progress)
+        self.encoder = snippet_encoder(backbone, spec["snippets"], device=str(device), batch_size=batch_size,
+                                       precision=precision, progress=progress)
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str | torch.device | None = None,

@@ -32,10 +32,9 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-FLOW_METHODS = ("tvl1", "dis", "farneback")
+from rgbtad.video.snippets import DEFAULT_FLOW_BOUND, DIS_PRESETS, FLOW_METHODS
+
 MOTION_METHODS = FLOW_METHODS + ("tg",)
-DIS_PRESETS = ("ultrafast", "fast", "medium")
-DEFAULT_BOUND = 20.0
 
 
 def _check_method(method: str, dis_preset: str) -> None:
@@ -97,7 +96,7 @@ def compute_flow(frames: np.ndarray, method: str = "tvl1", dis_preset: str = "fa
     return out
 
 
-def quantize_flow(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
+def quantize_flow(flow: np.ndarray, bound: float = DEFAULT_FLOW_BOUND) -> np.ndarray:
     """Clip to [-bound, bound] and map linearly onto 0..255 (uint8), rounding to nearest."""
     if bound <= 0:
         raise ValueError("bound must be positive")
@@ -105,16 +104,11 @@ def quantize_flow(flow: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
     return np.rint(scaled).astype(np.uint8)
 
 
-def dequantize_flow(q: np.ndarray, bound: float = DEFAULT_BOUND) -> np.ndarray:
+def dequantize_flow(q: np.ndarray, bound: float = DEFAULT_FLOW_BOUND) -> np.ndarray:
     """Inverse of `quantize_flow`: uint8 -> float32 pixels in [-bound, bound]."""
     if bound <= 0:
         raise ValueError("bound must be positive")
     return (q.astype(np.float32) * np.float32(2.0 * bound / 255.0) - np.float32(bound)).astype(np.float32)
-
-
-def flow_to_unit(q: np.ndarray) -> np.ndarray:
-    """Quantized flow as backbone input: dequantize / bound = q * 2 / 255 - 1, in [-1, 1]."""
-    return q.astype(np.float32) * np.float32(2.0 / 255.0) - np.float32(1.0)
 
 
 def temporal_gradient(frames: np.ndarray, std: Iterable[float] | None = None) -> np.ndarray:
@@ -132,16 +126,7 @@ def temporal_gradient(frames: np.ndarray, std: Iterable[float] | None = None) ->
     return tg
 
 
-def tg_to_unit(diff: np.ndarray, std: Iterable[float] | None = None) -> np.ndarray:
-    """int16 grey-level differences (from `motion_chunks(..., "tg")`) -> the float TG of
-    `temporal_gradient` (on [0, 1] pixels, divided by `std` when given)."""
-    x = diff.astype(np.float32) * np.float32(1.0 / 255.0)
-    if std is not None:
-        x = x / np.asarray(tuple(std), dtype=np.float32)
-    return x
-
-
-def motion_chunks(chunks: Iterable[np.ndarray], method: str, *, bound: float = DEFAULT_BOUND,
+def motion_chunks(chunks: Iterable[np.ndarray], method: str, *, bound: float = DEFAULT_FLOW_BOUND,
                   dis_preset: str = "fast", on_item=None) -> Iterator[np.ndarray]:
     """Stream of frame chunks -> stream of motion chunks, one item per consecutive frame pair.
 

@@ -39,7 +39,8 @@ from rgbtad.core.errors import RgbtadError
 from rgbtad.core.batch import BatchReport, failure_message, select_shard
 from rgbtad.core.atomic import atomic_path, write_json
 from rgbtad.video.decode import Size, VideoReader, probe, resampled_count, video_stem
-from rgbtad.motion.flow import DEFAULT_BOUND, DIS_PRESETS, MOTION_METHODS, motion_chunks, quantize_flow
+from rgbtad.motion.flow import MOTION_METHODS, motion_chunks, quantize_flow
+from rgbtad.video.snippets import DEFAULT_FLOW_BOUND, DIS_PRESETS, SnippetSpec
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,13 @@ def read_motion_meta(path: str | Path) -> dict:
         raise RgbtadError(f"{sidecar}: not a readable motion sidecar ({err})") from None
 
 
-def stored_motion(flow_dir: str | Path, stem: str, *, method: str, bound: float, dis_preset: str, fps, size,
-                  width: int, height: int) -> tuple[Path, dict]:
+def stored_motion(flow_dir: str | Path, stem: str, snippets: SnippetSpec, *, width: int,
+                  height: int) -> tuple[Path, dict]:
     """(array file, sidecar) of the motion `rgbtad motion` stored for `stem`, checked against
-    the settings and the frame size of the caller's decoding; `RgbtadError` names the first
-    mismatch."""
+    the caller's snippet settings (method, bound, DIS preset, fps, size) and frame size;
+    `RgbtadError` names the first mismatch."""
+    method, bound, dis_preset = snippets.motion_method, snippets.flow_bound, snippets.dis_preset
+    fps, size = snippets.fps, snippets.size
     array_path, sidecar = motion_paths(flow_dir, stem, method)
     if not array_path.is_file():
         raise RgbtadError(f"{array_path}: stored flow not found (run `rgbtad motion` with --method {method})")
@@ -144,7 +147,7 @@ def write_motion_file(video: str | Path, out_dir: str | Path, method: str = "tvl
         raise RgbtadError(f"unknown DIS preset {dis_preset!r}; choose from {', '.join(DIS_PRESETS)}")
     video = Path(video)
     if bound is None:
-        bound = DEFAULT_TG_BOUND if method == "tg" else DEFAULT_BOUND
+        bound = DEFAULT_TG_BOUND if method == "tg" else DEFAULT_FLOW_BOUND
     if bound <= 0:
         raise RgbtadError(f"invalid bound {bound}: must be positive")
     stem = video_stem(video)
@@ -236,7 +239,7 @@ def compute_motion(videos: list[Path], out_dir: str | Path, *, method: str = "tv
         raise RgbtadError(f"{out_dir}: exists and is not a folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     if bound is None:
-        bound = DEFAULT_TG_BOUND if method == "tg" else DEFAULT_BOUND
+        bound = DEFAULT_TG_BOUND if method == "tg" else DEFAULT_FLOW_BOUND
     settings = _settings(method, bound, dis_preset, fps, size)
 
     report = BatchReport()

@@ -1,0 +1,1 @@
+"""The run directory: what `rgbtad train` and `rgbtad import-actionformer` write and every later stage reads."""

@@ -29,6 +29,7 @@ from rgbtad.core.errors import RgbtadError
 from rgbtad.core.atomic import atomic_path, write_json
 from rgbtad.core.jsonio import read_json_file
 from rgbtad.core.torchio import load_torch_file
+from rgbtad.video.snippets import SnippetSpec
 
 CONFIG_FILE = "config.yaml"
 CLASSES_FILE = "classes.json"
@@ -172,7 +173,7 @@ def attach_backbone(run_dir: str | Path, features_dir: str | Path | None) -> boo
 
 def load_backbone_spec(run_dir: str | Path) -> dict:
     """backbone.json of `run_dir`, checked and completed: every key of the format, with
-    "weights" resolved to a path (or None)."""
+    "weights" resolved to a path (or None), and "snippets" the `SnippetSpec` it describes."""
     run_dir = Path(run_dir)
     path = run_dir / BACKBONE_FILE
     if not path.is_file():
@@ -216,4 +217,5 @@ def load_backbone_spec(run_dir: str | Path) -> dict:
             raise RgbtadError(f"{path}: backbone weights {resolved} not found")
         weights = resolved
     spec["weights"] = weights
+    spec["snippets"] = SnippetSpec.from_record(spec, str(path))
     return spec

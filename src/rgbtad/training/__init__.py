@@ -1,0 +1,1 @@
+"""Training: the detector trainer (EMA, schedule, checkpoints, logs, DDP) and snippet-backbone training."""

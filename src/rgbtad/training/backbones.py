@@ -83,9 +83,10 @@ from rgbtad.core.errors import RgbtadError
 from rgbtad.core.device import resolve_device
 from rgbtad.core.precision import autocast, resolve_precision
 from rgbtad.core.atomic import atomic_path, write_json
-from rgbtad.video.decode import Size, VideoReader
-from rgbtad.motion.flow import DEFAULT_BOUND, motion_chunks
+from rgbtad.motion.flow import motion_chunks
+from rgbtad.video.decode import VideoReader
 from rgbtad.video.sampling import pad_snippet
+from rgbtad.video.snippets import SnippetSpec, normalize
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,10 @@ def snippet_label(start: int, snippet_frames: int, fps: float, segments: list[tu
 class _VideoStore:
     """Decoded frames (or flows) of a set of videos, and the model-input builder."""
 
-    def __init__(self, modality: str, snippet_frames: int, mean, std):
-        self.modality = modality
-        self.n = int(snippet_frames)
+    def __init__(self, snippets: SnippetSpec, mean, std):
+        self.snippets = snippets
+        self.modality = snippets.modality
+        self.n = snippets.frames
         self.arrays: list[np.ndarray] = []   # rgb/tg: frames N x H x W x 3; flow: q (N-1) x H x W x 2
         self.num_frames: list[int] = []
         self.mean = np.asarray(mean, np.float32)
@@ -154,17 +156,16 @@ class _VideoStore:
         return len(self.arrays) - 1
 
     def snippet(self, video: int, start: int) -> np.ndarray:
-        """One snippet as float32 ``N x H x W x C``, normalized like extraction does."""
+        """One snippet as float32 ``N x H x W x C``, normalized as extraction does."""
         arr, n = self.arrays[video], self.n
         if self.modality == "rgb":
-            x = arr[start:start + n].astype(np.float32) * np.float32(1 / 255)
-            return (x - self.mean) / self.std
-        if self.modality == "flow":
-            q = pad_snippet(arr[start:start + n - 1], n)
-            return (q.astype(np.float32) * np.float32(1 / 255) - self.mean) / self.std
-        frames = arr[start:start + n].astype(np.int16)
-        diff = pad_snippet(frames[1:] - frames[:-1], n)
-        return diff.astype(np.float32) * np.float32(1 / 255) / self.std
+            items = arr[start:start + n]
+        elif self.modality == "flow":
+            items = pad_snippet(arr[start:start + n - 1], n)
+        else:
+            frames = arr[start:start + n].astype(np.int16)
+            items = pad_snippet(frames[1:] - frames[:-1], n)
+        return normalize(items, self.modality, self.mean, self.std)
 
     def batch(self, items: list[tuple[int, int]], rng: np.random.Generator | None = None):
         """Snippets as a ``B x C x N x H x W`` tensor; with `rng`, augmented (`augment`)."""
@@ -196,13 +197,12 @@ class _VideoStore:
         return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _stored_flow(flow_dir: Path, stem: str, *, method: str, bound: float, dis_preset: str, fps, size,
-                 width: int, height: int) -> tuple[np.ndarray, int]:
+def _stored_flow(flow_dir: Path, stem: str, snippets: SnippetSpec, *, width: int,
+                 height: int) -> tuple[np.ndarray, int]:
     """The flow of one video written by `rgbtad motion`, and the video's frame count."""
     from rgbtad.motion.storage import stored_motion
 
-    array_path, meta = stored_motion(flow_dir, stem, method=method, bound=bound, dis_preset=dis_preset, fps=fps,
-                                     size=size, width=width, height=height)
+    array_path, meta = stored_motion(flow_dir, stem, snippets, width=width, height=height)
     flow = np.load(array_path)["flow"]
     num_frames = int(meta.get("num_frames", 0))
     if len(flow) != max(num_frames - 1, 1):
@@ -210,22 +210,21 @@ def _stored_flow(flow_dir: Path, stem: str, *, method: str, bound: float, dis_pr
     return flow, num_frames
 
 
-def _load_video(path: Path, store: _VideoStore, *, fps, size, flow_method, flow_bound, dis_preset,
-                flow_dir) -> tuple[int, float]:
+def _load_video(path: Path, store: _VideoStore, *, flow_dir) -> tuple[int, float]:
     """Decode one video (or read its stored flow) into `store`; returns (index in the store,
     frame rate)."""
-    reader = VideoReader(path, fps=fps, size=size, chunk_frames=256)
+    spec = store.snippets
+    reader = VideoReader(path, fps=spec.fps, size=spec.size, chunk_frames=256)
     with reader:
         rate = float(reader.fps)
-        if store.modality == "flow" and flow_dir is not None:  # the frames themselves are not needed
-            array, num_frames = _stored_flow(Path(flow_dir), path.stem, method=flow_method, bound=flow_bound,
-                                             dis_preset=dis_preset, fps=fps, size=size, width=reader.width,
+        if spec.modality == "flow" and flow_dir is not None:  # the frames themselves are not needed
+            array, num_frames = _stored_flow(Path(flow_dir), path.stem, spec, width=reader.width,
                                              height=reader.height)
             return store.add(array, num_frames), rate
         frames = np.concatenate(list(reader), axis=0)
-    if store.modality == "flow":
-        array = np.concatenate(list(motion_chunks([frames], flow_method, bound=flow_bound,
-                                                  dis_preset=dis_preset)), axis=0)
+    if spec.modality == "flow":
+        array = np.concatenate(list(motion_chunks([frames], spec.flow_method, bound=spec.flow_bound,
+                                                  dis_preset=spec.dis_preset)), axis=0)
     else:
         array = frames
     return store.add(array, len(frames)), rate
@@ -247,8 +246,8 @@ class _Split:
     pools: list[list[list[tuple[int, int]]]]
 
 
-def _collect(ann, subset: str, videos_dir: Path, store: _VideoStore, *, fps, size, flow_method, flow_bound,
-             dis_preset, flow_dir, start_step: int, progress: bool, desc: str) -> _Split:
+def _collect(ann, subset: str, videos_dir: Path, store: _VideoStore, *, flow_dir, start_step: int, progress: bool,
+             desc: str) -> _Split:
     from tqdm import tqdm
 
     videos = list(ann.split(subset))
@@ -257,9 +256,7 @@ def _collect(ann, subset: str, videos_dir: Path, store: _VideoStore, *, fps, siz
     pools: list[list[list[tuple[int, int]]]] = [[] for _ in range(k + 1)]
     n = store.n
     for video in tqdm(videos, desc=desc, unit="video", disable=not progress, leave=False):
-        index, rate = _load_video(_video_path(videos_dir, video.video_id), store, fps=fps, size=size,
-                            flow_method=flow_method, flow_bound=flow_bound, dis_preset=dis_preset,
-                            flow_dir=flow_dir)
+        index, rate = _load_video(_video_path(videos_dir, video.video_id), store, flow_dir=flow_dir)
         frames = store.num_frames[index]
         segments = [(s.start, s.end, s.label_id) for s in video.segments]
         per_instance: dict[int, list[tuple[int, int]]] = {}
@@ -322,16 +319,9 @@ def train_clip_backbone(
     out_path: str | Path,
     *,
     backbone: str = "tsm_tiny",
-    modality: str = "rgb",
+    snippets: SnippetSpec = SnippetSpec(),
     subset: str = "train",
     val_subset: str | None = None,
-    snippet_frames: int = 8,
-    stride: int = 2,
-    fps: float | None = None,
-    size: Size = None,
-    flow_method: str = "dis",
-    dis_preset: str = "fast",
-    flow_bound: float = DEFAULT_BOUND,
     flow_dir: str | Path | None = None,
     epochs: int | None = None,
     per_class: int = 64,
@@ -358,9 +348,9 @@ def train_clip_backbone(
     """Train `backbone` for `modality` as a snippet classifier on `subset`; save its weights.
 
     `annotations`: an annotation file (`rgbtad.data.annotations.load_annotations`); videos are
-    ``<videos_dir>/<video_id>.mp4``. `snippet_frames`, `fps`, `size`, `flow_method`,
-    `dis_preset` and `flow_bound` must be those of the extraction that will use the weights.
-    `stride` is only the spacing of the validation snippets (the extraction grid).
+    ``<videos_dir>/<video_id>.mp4``. `snippets` must be the settings of the extraction that
+    will use the weights (modality, frames, fps, size, flow settings); its stride is only the
+    spacing of the validation snippets (the extraction grid).
     `threads` sets torch's CPU threads for the duration of the call. `teacher`: weights of a
     backbone trained by this function on the same snippets (its JSON beside it), frozen and
     distilled into this one as `distill` says (module doc). `init_from`: weights of a backbone
@@ -378,11 +368,10 @@ def train_clip_backbone(
     from rgbtad.backbones import create_backbone
     from rgbtad.backbones.layers import channels_last_if_2d
     from rgbtad.data.annotations import load_annotations
-    from rgbtad.features.extract import check_snippet_settings
+    from rgbtad.features.extract import check_extraction_inputs
 
-    check_snippet_settings(modality=modality, flow_method=flow_method, dis_preset=dis_preset,
-                           snippet_frames=snippet_frames, stride=stride, batch_size=batch_size, fps=fps, size=size,
-                           flow_bound=flow_bound, flow_dir=flow_dir)
+    check_extraction_inputs(snippets, batch_size=batch_size, flow_dir=flow_dir)
+    modality = snippets.modality
     if epochs is None:
         epochs = DEFAULT_EPOCHS[modality]
     for name, value in (("epochs", epochs), ("per_class", per_class)):
@@ -403,11 +392,7 @@ def train_clip_backbone(
     precision = resolve_precision(precision, dev)
     settings = _settings(
         annotations=str(Path(annotations).resolve()), videos_dir=str(videos_dir.resolve()), backbone=backbone,
-        modality=modality, subset=subset, val_subset=val_subset, snippet_frames=int(snippet_frames),
-        stride=int(stride), fps=None if fps is None else float(fps), size=size,
-        flow_method=flow_method if modality == "flow" else None,
-        dis_preset=dis_preset if modality == "flow" and flow_method == "dis" else None,
-        flow_bound=float(flow_bound) if modality == "flow" else None,
+        subset=subset, val_subset=val_subset, **snippets.record(),
         flow_dir=None if flow_dir is None else str(Path(flow_dir).resolve()),
         epochs=int(epochs), per_class=int(per_class), background_factor=float(background_factor),
         batch_size=int(batch_size), lr=float(lr), weight_decay=float(weight_decay), dropout=float(dropout),
@@ -451,16 +436,13 @@ def train_clip_backbone(
         head.to(dev)
         frozen = None
         if teacher is not None:
-            frozen = _Teacher.load(teacher, snippet_frames=int(snippet_frames), fps=fps, size=size,
-                                   class_names=class_names, device=dev)
+            frozen = _Teacher.load(teacher, snippets, class_names=class_names, device=dev)
             if distill == "conventional" and frozen.net.feature_dim != net.feature_dim:
                 raise RgbtadError(f"{teacher}: conventional distillation mimics the teacher's feature, "
                                   f"{frozen.net.feature_dim} wide; the student's is {net.feature_dim}")
-        common = dict(fps=fps, size=size, flow_method=flow_method, flow_bound=float(flow_bound),
-                      dis_preset=dis_preset, flow_dir=flow_dir)
-        store = _VideoStore(modality, int(snippet_frames), net.input_mean, net.input_std)
-        train_split = _collect(ann, subset, videos_dir, store, start_step=1, progress=progress,
-                               desc=f"load {subset} ({modality})", **common)
+        store = _VideoStore(snippets, net.input_mean, net.input_std)
+        train_split = _collect(ann, subset, videos_dir, store, flow_dir=flow_dir, start_step=1, progress=progress,
+                               desc=f"load {subset} ({modality})")
         if frozen is not None:
             frozen.load_videos(ann, subset, videos_dir, progress=progress)
         missing = [class_names[i] for i, items in enumerate(train_split.by_class) if not items]
@@ -539,9 +521,9 @@ def train_clip_backbone(
         head.eval()
         val = None
         if val_subset is not None:
-            val_store = _VideoStore(modality, int(snippet_frames), net.input_mean, net.input_std)
-            val_split = _collect(ann, val_subset, videos_dir, val_store, start_step=int(stride), progress=progress,
-                                 desc=f"load {val_subset} ({modality})", **common)
+            val_store = _VideoStore(snippets, net.input_mean, net.input_std)
+            val_split = _collect(ann, val_subset, videos_dir, val_store, flow_dir=flow_dir, start_step=snippets.stride,
+                                 progress=progress, desc=f"load {val_subset} ({modality})")
             if decomposed:
                 half = head.in_features
                 branches = {"appearance": lambda f: head(f[:, :half]), "motion": lambda f: head(f[:, half:])}
@@ -646,7 +628,7 @@ class _Teacher:
         self.weights, self.summary, self.net, self.head, self.store = weights, summary, net, head, store
 
     @classmethod
-    def load(cls, weights, *, snippet_frames: int, fps, size, class_names: list[str], device) -> "_Teacher":
+    def load(cls, weights, snippets: SnippetSpec, *, class_names: list[str], device) -> "_Teacher":
         import torch
 
         from rgbtad.backbones import create_backbone
@@ -656,8 +638,7 @@ class _Teacher:
         weights = Path(weights)
         summary = load_clip_summary(weights)
         s = summary.get("settings", {})
-        mine = {"snippet_frames": snippet_frames, "fps": None if fps is None else float(fps),
-                "size": list(size) if isinstance(size, tuple) else size}
+        mine = {k: v for k, v in snippets.record().items() if k in ("snippet_frames", "fps", "size")}
         diff = [f"{k} {s.get(k)!r} (student {v!r})" for k, v in mine.items() if s.get(k) != v]
         if diff:
             raise RgbtadError(f"{weights}: teacher trained on other snippets: {', '.join(diff)}")
@@ -673,7 +654,7 @@ class _Teacher:
         for module in (net, head):
             module.to(device).eval().requires_grad_(False)
         channels_last_if_2d(net)
-        store = _VideoStore(s["modality"], snippet_frames, net.input_mean, net.input_std)
+        store = _VideoStore(SnippetSpec.from_record(s, str(weights)), net.input_mean, net.input_std)
         return cls(weights, summary, net, head, store)
 
     def load_videos(self, ann, subset: str, videos_dir: Path, *, progress: bool) -> None:
@@ -683,9 +664,7 @@ class _Teacher:
         s = self.summary["settings"]
         for video in tqdm(list(ann.split(subset)), desc=f"load {subset} (teacher, {s['modality']})",
                           unit="video", disable=not progress, leave=False):
-            _load_video(_video_path(videos_dir, video.video_id), self.store, fps=s["fps"], size=s["size"],
-                        flow_method=s.get("flow_method") or "dis", flow_bound=s.get("flow_bound") or DEFAULT_BOUND,
-                        dis_preset=s.get("dis_preset") or "fast", flow_dir=s.get("flow_dir"))
+            _load_video(_video_path(videos_dir, video.video_id), self.store, flow_dir=s.get("flow_dir"))
 
     def __call__(self, items: list[tuple[int, int]]):
         import torch
