@@ -307,6 +307,8 @@ def extract_features(
     other videos complete; bad settings raise `RgbtadError` at once.
     """
     check_extraction_inputs(snippets, batch_size=batch_size, flow_dir=flow_dir)
+    if flow_dir is not None and snippets.modality != "flow":
+        raise RgbtadError("a flow folder is only used with --modality flow")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise RgbtadError(f"{out_dir}: exists and is not a folder")
@@ -405,11 +407,8 @@ def check_extraction_inputs(snippets: SnippetSpec, *, batch_size: int, flow_dir:
     themselves); shared by feature extraction and backbone training."""
     if int(batch_size) < 1:
         raise RgbtadError(f"invalid --batch-size {batch_size}: must be >= 1")
-    if flow_dir is not None:
-        if snippets.modality != "flow":
-            raise RgbtadError("a flow folder is only used with --modality flow")
-        if not Path(flow_dir).is_dir():
-            raise RgbtadError(f"{flow_dir}: flow folder not found")
+    if flow_dir is not None and not Path(flow_dir).is_dir():
+        raise RgbtadError(f"{flow_dir}: flow folder not found")
 
 
 def snippet_encoder(net, snippets: SnippetSpec, *, device: str | None = None, batch_size: int = 8,
