@@ -23,18 +23,19 @@ from pathlib import Path
 
 import numpy as np
 
-from rgbtad.apps.demo import BACKBONE, DemoSettings
-from rgbtad.export.onnx import (OrtBackbone, calibration_batches, export_backbone, quantize_backbone,
-                                  relative_error)
-from rgbtad.inference.predict import infer_features
+from rgbtad.apps.demo import BACKBONE, DemoSettings, backbone_dir
 from rgbtad.evaluation.detection import evaluate_detection_files
+from rgbtad.export.onnx import OrtBackbone, calibration_batches, export_backbone, quantize_backbone, relative_error
 from rgbtad.features.extract import extract_features, load_backbone, snippet_encoder
+from rgbtad.inference.predict import infer_features
+from rgbtad.training.backbone_run import WEIGHTS_FILE
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("demo_dir", type=Path)
-    parser.add_argument("--backbone", default="rgb", help="backbone of the demo (backbones/NAME.pt)")
+    parser.add_argument("--backbone", default="rgb",
+                        help="RGB backbone of the demo (its run directory backbones/NAME/)")
     parser.add_argument("--model", default="rgb_only", help="the demo's detector that reads its features")
     parser.add_argument("--calibration-snippets", type=int, default=128)
     args = parser.parse_args()
@@ -46,7 +47,7 @@ def main() -> int:
     database = json.loads(ann.read_text())["database"]
     videos = {subset: [demo / "data" / "videos" / f"{vid}.mp4" for vid, v in sorted(database.items())
                        if v["subset"] == subset] for subset in ("train", "test")}
-    net, _ = load_backbone(BACKBONE, "rgb", demo / "backbones" / f"{args.backbone}.pt")
+    net, _ = load_backbone(BACKBONE, "rgb", backbone_dir(demo, args.backbone) / WEIGHTS_FILE)
     snippets = settings.snippets("rgb")
     encoder = snippet_encoder(net, snippets, precision="fp32")
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rgbtad.video.decode import read_video
 from rgbtad.motion.flow import FlowEstimator, temporal_gradient, to_gray
+from rgbtad.video.decode import read_video
 
 DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos" / "mmaction2_test.mp4"
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -2,6 +2,7 @@
 resume of finished runs, the grid format (cells, axes, paths) and its error messages."""
 
 import json
+import math
 import os
 import shutil
 import statistics
@@ -14,8 +15,8 @@ from rgbtad.apps.ablate import cell_config, load_grid, run_ablation
 from rgbtad.apps.demo import synthetic_detector_defaults
 from rgbtad.cli import main as cli_main
 from rgbtad.config import build_config, save_config
-from rgbtad.synthetic.toy_features import make_toy_features
 from rgbtad.core.errors import RgbtadError
+from rgbtad.synthetic.toy_features import make_toy_features
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"embd_dim": 32, "fpn_dim": 32, "head_dim": 32, "n_head": 2, "n_mha_win_size": 9,
@@ -68,12 +69,23 @@ def test_every_cell_and_seed_is_a_run_and_results_hold_them(ablation):
             assert yaml.safe_load((run / "config.yaml").read_text())["train"]["seed"] == seed
             assert cell["runs"][str(seed)] == {"mAP": summary["mAP"], "average_mAP": summary["average_mAP"]}
             averages.append(summary["average_mAP"])
-        assert cell["average_mAP_mean"] == pytest.approx(statistics.fmean(averages))
-        assert cell["average_mAP_std"] == pytest.approx(statistics.stdev(averages))
+        a, b = averages
+        # of two seeds: the midpoint, and the sample (n - 1) spread |a - b| / sqrt(2) that the table
+        # calls the standard deviation (a population spread would be |a - b| / 2)
+        assert cell["average_mAP_mean"] == pytest.approx((a + b) / 2)
+        assert cell["average_mAP_std"] == pytest.approx(abs(a - b) / math.sqrt(2))
+        # the per-tIoU means and the mean of the averages describe the same runs: averaging over
+        # tIoU and over seeds commute
+        assert len(cell["mAP_mean"]) == 5
+        assert statistics.fmean(cell["mAP_mean"]) == pytest.approx(cell["average_mAP_mean"])
     base = cells["rgb_only"]["runs"]
-    gains = [cells["conv"]["runs"][s]["average_mAP"] - base[s]["average_mAP"] for s in ("0", "1")]
-    assert cells["conv"]["gain_mean"] == pytest.approx(statistics.fmean(gains))
-    assert cells["rgb_only"]["gain_mean"] == 0.0
+    # the gain is paired by seed: its mean is the difference of the cells' means, its spread that of
+    # the per-seed differences (not of either cell); the baseline gains nothing over itself
+    conv, rgb = cells["conv"], cells["rgb_only"]
+    assert conv["gain_mean"] == pytest.approx(conv["average_mAP_mean"] - rgb["average_mAP_mean"])
+    d0, d1 = (conv["runs"][s]["average_mAP"] - base[s]["average_mAP"] for s in ("0", "1"))
+    assert conv["gain_std"] == pytest.approx(abs(d0 - d1) / math.sqrt(2))
+    assert rgb["gain_mean"] == 0.0 and rgb["gain_std"] == 0.0
     # the two seeds really differ (the seed reaches the trainer)
     assert base["0"] != base["1"]
 

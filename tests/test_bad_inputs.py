@@ -13,9 +13,9 @@ import yaml
 
 from rgbtad.cli import main
 from rgbtad.config import build_config
-from rgbtad.synthetic.toy_features import make_toy_features
-from rgbtad.detection.model import build_detector_from_config
+from rgbtad.detection import build_detector
 from rgbtad.runs.run_dir import save_run
+from rgbtad.synthetic.toy_features import make_toy_features
 
 TINY = {
     "data": {"train_split": "train", "val_split": "test", "input_dim": 32, "max_seq_len": 128},
@@ -36,7 +36,7 @@ def work(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(values))
     cfg = build_config(values)
     torch.manual_seed(0)
-    save_run(tmp_path / "run", cfg, CLASSES, build_detector_from_config(cfg, len(CLASSES)).state_dict())
+    save_run(tmp_path / "run", cfg, CLASSES, build_detector(cfg, len(CLASSES)).state_dict())
     (tmp_path / "pred.json").write_text(json.dumps({"results": {}}))
     (tmp_path / "file.txt").write_text("not a folder\n")
     (tmp_path / "empty").mkdir()

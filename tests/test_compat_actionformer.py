@@ -41,8 +41,7 @@ from rgbtad.compat.actionformer import (
     read_release_config,
 )
 from rgbtad.core.errors import RgbtadError
-from rgbtad.detection import build_detector
-from rgbtad.detection.model import DetectorOutput
+from rgbtad.detection import DetectorOutput, build_detector
 from rgbtad.runs.run_dir import load_run
 
 REFERENCE = Path(__file__).parent / "data" / "actionformer_release_reference.pt"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rgbtad.core.errors import RgbtadError
 from rgbtad.data.annotations import (
     AnnotationSet,
     AnnotationWarning,
@@ -16,7 +17,6 @@ from rgbtad.data.annotations import (
     VideoAnnotation,
     load_annotations,
 )
-from rgbtad.core.errors import RgbtadError
 
 
 @pytest.fixture(scope="module")

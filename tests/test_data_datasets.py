@@ -12,11 +12,11 @@ import torch
 from torch.nn import functional as F
 
 from rgbtad.config import DataConfig
+from rgbtad.core.errors import RgbtadError
 from rgbtad.data.annotations import load_annotations
 from rgbtad.data.batching import collate, make_loader, pad_batch, padded_length, set_loader_epoch
 from rgbtad.data.datasets import FeatureDataset, item_rng, truncate_item
 from rgbtad.features.store import FeatureStore
-from rgbtad.core.errors import RgbtadError
 
 CLASSES = ["HighJump", "TennisSwing"]
 HIGHJUMP = [[8.86, 15.01]]
@@ -310,7 +310,7 @@ def test_collate(real_set):
     batch = collate([ds[0], ds[1]])
     assert batch["video_ids"] == ["highjump", "tennis26"]
     assert [f.shape[1] for f in batch["feats"]] == [164, 89]
-    assert [len(s) for s in batch["segments"]] == [1, 3] and [len(l) for l in batch["labels"]] == [1, 3]
+    assert [len(s) for s in batch["segments"]] == [1, 3] and [len(lab) for lab in batch["labels"]] == [1, 3]
     assert batch["meta"][1] == {"video_id": "tennis26", "fps": 29.97, "duration": 11.3,
                                 "feat_stride": 4, "feat_num_frames": 16}
 

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from rgbtad.core.errors import RgbtadError
 from rgbtad.data.results import (
     read_results,
     read_results_csv,
@@ -15,7 +16,6 @@ from rgbtad.data.results import (
     write_results_csv,
     write_results_json,
 )
-from rgbtad.core.errors import RgbtadError
 
 DETS = {
     "video_test_0000004": [

@@ -1,15 +1,21 @@
 """`rgbtad demo --quick` end to end: every stage, the outputs a user reads, and stage reuse."""
 
 import json
+from dataclasses import asdict
 
 import pytest
 
 from rgbtad.apps.demo import (
-    DemoSettings, _schedule_rank, demo_backbones, demo_models, demo_verdict, needed_backbones,
+    DemoSettings,
+    _schedule_rank,
+    demo_backbones,
+    demo_models,
+    demo_verdict,
+    needed_backbones,
 )
 from rgbtad.cli import main as cli_main
-from rgbtad.runs.run_dir import load_run
 from rgbtad.core.precision import cpu_model, resolve_precision
+from rgbtad.runs.run_dir import load_run
 
 MODELS = ["rgb_only", "motion_only", "two_stream", "decomposed_laf"]  # the quick demo's
 
@@ -22,12 +28,34 @@ def quick_demo(tmp_path_factory):
 
 
 def test_quick_demo_shows_the_cost_of_dropping_flow(quick_demo):
-    """The quick demo's point: without optical flow the detector is clearly worse (the
-    README's seed-0 figures have two_stream 30 points above rgb_only; other CPUs train other
-    trajectories, so only the sign is asserted)."""
-    models = json.loads((quick_demo / "summary.json").read_text())["models"]
-    assert models["two_stream"]["average_mAP"] > models["rgb_only"]["average_mAP"]
-    assert models["motion_only"]["average_mAP"] > models["rgb_only"]["average_mAP"]
+    """The quick demo's point, as its summary records it: without optical flow the detector is
+    far worse (at least 10 points are asserted, as other CPUs train other trajectories; README,
+    seed 0, AMD EPYC: two_stream 65.4 against rgb_only 36.2) and its flow teacher is better than
+    it. The decomposed student's gain is the demo's thinnest claim (README: "small and not
+    robust"; 0.06 points on the AMD EPYC), too thin to assert across CPUs: the test asserts
+    only that the student keeps what the RGB features hold, within 3 points."""
+    summary = json.loads((quick_demo / "summary.json").read_text())
+    avg = {name: m["average_mAP"] for name, m in summary["models"].items()}
+    assert avg["two_stream"] >= avg["rgb_only"] + 0.10, avg
+    assert avg["motion_only"] > avg["rgb_only"], avg
+    assert avg["decomposed_laf"] > avg["rgb_only"] - 0.03, avg
+    assert avg["two_stream"] > avg["decomposed_laf"], avg  # the student does not beat flow at test time
+    # the verdict printed at the end says the same of the same figures
+    verdict = demo_verdict(summary["models"])
+    assert f"{100 * (avg['two_stream'] - avg['rgb_only']):+.1f} points" in verdict
+    assert "decomposed_laf" in verdict
+
+
+def test_quick_demo_summary_records_how_it_was_made(quick_demo):
+    """What a user reads in summary.json beside the figures: the settings, the seed and the
+    machine, which are also what a second run is checked against."""
+    summary = json.loads((quick_demo / "summary.json").read_text())
+    assert set(summary) == {"models", "settings", "seed", "precision", "cpu", "jobs"}
+    assert summary["settings"] == json.loads(json.dumps(asdict(DemoSettings.quick())))
+    assert (summary["seed"], summary["jobs"]) == (0, 2)
+    assert summary["settings"]["models"] == MODELS and summary["settings"]["classes"] == list(DemoSettings.quick().classes)
+    made_with = json.loads((quick_demo / "demo.json").read_text())
+    assert made_with == {"settings": summary["settings"], "seed": 0, "precision": summary["precision"]}
 
 
 def test_the_quick_demo_trains_only_what_its_models_need():
@@ -88,14 +116,15 @@ def test_demo_run_directories_work_with_infer(quick_demo, tmp_path):
     import torch
 
     carried = torch.load(quick_demo / "runs" / "decomposed_laf" / "backbone.pt")
-    trained = torch.load(quick_demo / "backbones" / "rgb_kd.pt")
+    trained = torch.load(quick_demo / "backbones" / "rgb_kd" / "backbone.pt")
     assert carried.keys() == trained.keys() and all(torch.equal(carried[k], trained[k]) for k in trained)
-    distilled = json.loads((quick_demo / "backbones" / "rgb_kd.json").read_text())["settings"]["teacher"]
-    assert distilled["distill"] == "decomposed" and distilled["weights"].endswith("flow.pt")
+    distilled = json.loads((quick_demo / "backbones" / "rgb_kd" / "summary.json").read_text())
+    teacher = distilled["settings"]["distill"]
+    assert teacher["mode"] == "decomposed" and teacher["teacher"] == str((quick_demo / "backbones" / "flow").resolve())
 
 
 def test_second_run_reuses_every_stage(quick_demo):
-    outputs = [*(quick_demo / "backbones").glob("*.pt"), *(quick_demo / "features").glob("*/*.npy"),
+    outputs = [*(quick_demo / "backbones").glob("*/*.pt"), *(quick_demo / "features").glob("*/*.npy"),
                *(quick_demo / "runs").glob("*/model.pt"), *(quick_demo / "predictions").glob("*.json")]
     assert len(outputs) > 20
     written = {path: path.stat().st_mtime_ns for path in outputs}

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from rgbtad.video.snippets import SnippetSpec
 from rgbtad.cli import main
 from rgbtad.config import build_config
-from rgbtad.detection.model import build_detector_from_config
+from rgbtad.core.errors import RgbtadError
+from rgbtad.detection import build_detector
+from rgbtad.features.extract import extract_features
 from rgbtad.inference.detect import Detection, Detector, VideoDetections
 from rgbtad.runs.run_dir import attach_backbone, load_backbone_spec, save_run
-from rgbtad.core.errors import RgbtadError
-from rgbtad.features.extract import extract_features
+from rgbtad.video.snippets import SnippetSpec
 
 CLASSES = ["jump", "run", "throw"]
 SIZE = 32
@@ -37,7 +37,7 @@ def tiny_config(features_dir, input_dim=128):
 def make_run(run_dir, features_dir, seed=0):
     cfg = tiny_config(features_dir)
     torch.manual_seed(seed)
-    model = build_detector_from_config(cfg, len(CLASSES))
+    model = build_detector(cfg, len(CLASSES))
     save_run(run_dir, cfg, CLASSES, model.state_dict())
     return cfg
 

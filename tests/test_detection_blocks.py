@@ -6,16 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rgbtad.detection.blocks import (
-    ChannelLayerNorm,
-    ConvAttention,
-    MaskedConv1d,
-    TransformerBlock,
-    banded_context,
-    banded_scores,
-    drop_path,
-    sinusoid_table,
-)
+from rgbtad.detection.attention import ConvAttention, TransformerBlock, banded_context, banded_scores
+from rgbtad.detection.blocks import ChannelLayerNorm, MaskedConv1d, drop_path, sinusoid_table
 
 
 def _mask(lengths, total):

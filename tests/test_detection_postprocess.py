@@ -9,8 +9,8 @@ from rgbtad.detection.points import level_points
 from rgbtad.detection.postprocess import (
     NMSConfig,
     batched_nms,
-    decode_video,
     clip_to_video,
+    decode_video,
     hard_nms_1d,
     postprocess_video,
     segment_voting,

@@ -13,14 +13,14 @@ import torch
 
 from rgbtad.cli import main as cli_main
 from rgbtad.config import build_config, load_config, save_config
-from rgbtad.features.paired import PairedFeatureStore
-from rgbtad.synthetic.toy_features import make_toy_features
+from rgbtad.core.errors import RgbtadError
 from rgbtad.detection import build_detector
 from rgbtad.distill import C2MSStudent, FrozenTeacher, build_model
 from rgbtad.distill.c2ms import Rgb2Flow
+from rgbtad.features.paired import PairedFeatureStore
 from rgbtad.runs.run_dir import load_run
+from rgbtad.synthetic.toy_features import make_toy_features
 from rgbtad.training.trainer import train
-from rgbtad.core.errors import RgbtadError
 
 TINY = {"embd_dim": 32, "fpn_dim": 32, "head_dim": 32, "n_head": 2, "n_mha_win_size": 9,
         "arch": [2, 1, 3], "regression_range": [[0, 4], [4, 8], [8, 16], [16, 10000]]}
@@ -51,6 +51,11 @@ def batch(seed=0):
     return feats * masks[:, None], masks, segments, labels
 
 
+def train_forward(model, feats, masks):
+    """The training forward on a `batch()`: its teacher channels are the teacher_feats input."""
+    return model(feats[:, :RGB], masks, teacher_feats=feats[:, RGB:])
+
+
 def test_rgb2flow_shapes_and_masking():
     torch.manual_seed(0)
     hallucinator = Rgb2Flow(RGB, FLOW)
@@ -67,12 +72,12 @@ def test_hallucination_loss_ignores_padding_and_inference_reads_rgb_only():
     model = build_model(student_cfg(), 3)
     model.attach_teacher(two_stream_teacher())
     feats, masks, segments, labels = batch()
-    losses = model.train().losses(model(feats, masks), segments, labels)
+    losses = model.train().losses(train_forward(model, feats, masks), segments, labels)
     assert list(losses) == ["cls_loss", "reg_loss", "input_loss", "kd_cls_loss", "kd_reg_loss", "final_loss"]
     assert all(torch.isfinite(v) for v in losses.values())
     garbage = feats.clone()
     garbage[0, 2 * RGB:, 100:] = 50.0  # the true flow on the first video's padded steps
-    out = model(garbage, masks)
+    out = train_forward(model, garbage, masks)
     assert torch.equal(model._teacher_terms(out)["input_loss"], losses["input_loss"])
     model.teacher = None  # eval: RGB channels in, no teacher needed
     pred = model.eval()(feats[:, :RGB], masks)
@@ -220,8 +225,8 @@ def test_rgb_only_student_predicts_without_teacher_or_flow(toy, stages, tmp_path
         raise AssertionError("the teacher path ran at inference")
 
     monkeypatch.setattr(FrozenTeacher, "__call__", forbidden)
-    monkeypatch.setattr("rgbtad.distill.teachers.load_teacher", forbidden)
-    monkeypatch.setattr("rgbtad.distill.load_teacher", forbidden)
+    monkeypatch.setattr("rgbtad.runs.teacher.load_teacher", forbidden)
+    monkeypatch.setattr("rgbtad.training.trainer.load_teacher", forbidden)
     monkeypatch.setattr(PairedFeatureStore, "load", forbidden)
     hidden = tmp_path / "hidden"
     hidden.mkdir()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rgbtad.config import build_config
-from rgbtad.detection.model import DetectorOutput
+from rgbtad.detection import DetectorOutput
 from rgbtad.distill.losses import (
     TeacherLoss,
     abs_loss,

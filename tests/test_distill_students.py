@@ -9,11 +9,9 @@ import pytest
 import torch
 
 from rgbtad.config import build_config, load_config
+from rgbtad.core.errors import RgbtadError
 from rgbtad.data.annotations import load_annotations
 from rgbtad.data.datasets import FeatureDataset
-from rgbtad.features.store import FeatureStore
-from rgbtad.features.paired import PairedFeatureStore, training_store
-from rgbtad.synthetic.toy_features import make_toy_features
 from rgbtad.detection import ActionFormer, build_detector
 from rgbtad.detection.heads import ClsHead
 from rgbtad.distill import (
@@ -22,11 +20,13 @@ from rgbtad.distill import (
     DistillOutput,
     FrozenTeacher,
     build_model,
-    load_teacher,
 )
-from rgbtad.training.optim import ModelEma, make_optimizer
+from rgbtad.features.paired import PairedFeatureStore, training_store
+from rgbtad.features.store import FeatureStore
 from rgbtad.runs.run_dir import save_run
-from rgbtad.core.errors import RgbtadError
+from rgbtad.runs.teacher import load_teacher
+from rgbtad.synthetic.toy_features import make_toy_features
+from rgbtad.training.optim import ModelEma, make_optimizer
 
 TINY = {"embd_dim": 32, "fpn_dim": 32, "head_dim": 32, "n_head": 2, "n_mha_win_size": 9,
         "arch": [2, 1, 3], "regression_range": [[0, 4], [4, 8], [8, 16], [16, 10000]]}
@@ -64,6 +64,11 @@ def batch(seed=0):
     return feats, masks, segments, labels
 
 
+def train_forward(model, feats, masks):
+    """The training forward on a `batch()`: its teacher channels are the teacher_feats input."""
+    return model(feats[:, :STUDENT_DIM], masks, teacher_feats=feats[:, STUDENT_DIM:])
+
+
 def test_build_model_dispatches_on_the_method():
     assert isinstance(build_model(student_cfg(method="none"), 3), ActionFormer)
     assert isinstance(build_model(student_cfg(method="conventional"), 3), ConventionalKDStudent)
@@ -73,7 +78,7 @@ def test_build_model_dispatches_on_the_method():
 def test_shared_heads_are_the_same_parameters_for_both_branches():
     model = make_student().train()
     feats, masks, _, _ = batch()
-    out = model(feats, masks)
+    out = train_forward(model, feats, masks)
     assert isinstance(out, DistillOutput) and set(out.branches) == {"appearance", "motion"}
     # one head for both branches plus the joint detector's: no motion-branch head exists
     heads = [name for name, module in model.named_modules() if isinstance(module, ClsHead)]
@@ -81,7 +86,7 @@ def test_shared_heads_are_the_same_parameters_for_both_branches():
     # moving the shared classifier's bias moves both branches' logits by exactly that much
     with torch.no_grad():
         model.appearance.cls_head.logits.bias.add_(1.0)
-    shifted = model(feats, masks)
+    shifted = train_forward(model, feats, masks)
     for branch in ("appearance", "motion"):
         before = torch.cat(out.branches[branch].cls_logits, 1)
         after = torch.cat(shifted.branches[branch].cls_logits, 1)
@@ -94,7 +99,7 @@ def test_share_full_uses_one_encoder():
     model = make_student(share="full").train()
     assert not hasattr(model, "motion_encoder")
     feats, masks, segments, labels = batch()
-    losses = model.losses(model(feats, masks), segments, labels)
+    losses = model.losses(train_forward(model, feats, masks), segments, labels)
     assert torch.isfinite(losses["final_loss"])
 
 
@@ -117,7 +122,7 @@ def test_teacher_is_frozen_and_outside_the_student():
     model.train()
     assert not teacher.model.training
     feats, masks, segments, labels = batch()
-    model.losses(model(feats, masks), segments, labels)["final_loss"].backward()
+    model.losses(train_forward(model, feats, masks), segments, labels)["final_loss"].backward()
     optimizer.step()
     ema.update(model)
     assert all(torch.equal(a, b) for a, b in zip(before, teacher_params))
@@ -129,7 +134,7 @@ def test_losses_are_finite_and_named(method):
     model = make_student(method=method, feat_weight=1.0, atom_weight=1.0, gcr_weight=1.0,
                          abs_weight=1.0).train()
     feats, masks, segments, labels = batch()
-    losses = model.losses(model(feats, masks), segments, labels)
+    losses = model.losses(train_forward(model, feats, masks), segments, labels)
     assert set(losses) == set(model.loss_names)
     for name in ("kd_cls_loss", "kd_reg_loss", "feat_loss", "atom_loss", "gcr_loss", "abs_loss"):
         assert name in losses and torch.isfinite(losses[name]), name
@@ -142,7 +147,7 @@ def test_detach_fusion_inputs_keeps_the_joint_loss_out_of_the_branches(fuse_at):
     feats, masks, segments, labels = batch()
     for detach in (False, True):
         model = make_student(detach_fusion_inputs=detach, fuse_at=fuse_at).train()
-        out = model(feats, masks)
+        out = train_forward(model, feats, masks)
         model.joint.losses(out, segments, labels)["final_loss"].backward()
         branches = [model.appearance.embed, model.motion_embed]
         if fuse_at == "encoder":
@@ -156,7 +161,11 @@ def test_detach_fusion_inputs_keeps_the_joint_loss_out_of_the_branches(fuse_at):
 
 @pytest.mark.parametrize("fuse_at", ["encoder", "projection"])
 def test_inference_runs_the_rgb_path_only(fuse_at):
-    model = make_student(fuse_at=fuse_at).eval()
+    model = make_student(fuse_at=fuse_at).train()
+    feats, masks, _, _ = batch()
+    with torch.no_grad():  # the joint detector as trained: RGB and teacher channels, teacher attached
+        trained = train_forward(model, feats, masks)
+    model.eval()
     model.teacher = None  # and nothing asks for it
     training_only = ["appearance.neck", "appearance.cls_head", "appearance.reg_head", "motion_neck", "kd"]
     if fuse_at == "projection":
@@ -166,16 +175,32 @@ def test_inference_runs_the_rgb_path_only(fuse_at):
     called = []
     for name in training_only:
         model.get_submodule(name).register_forward_hook(lambda *args, name=name: called.append(name))
-    feats, masks, _, _ = batch()
     with torch.no_grad():
         out = model(feats[:, :STUDENT_DIM], masks)
     assert called == [] and not isinstance(out, DistillOutput)
     assert [x.shape[1] for x in out.cls_logits] == [128, 64, 32, 16]
+    # what is deployed is what was trained: from the RGB channels alone, without the teacher, the
+    # outputs are the joint detector's of the training forward (no dropout or drop-path here), not
+    # the appearance branch's, and not a joint detector with its motion input missing
+    for name in ("cls_logits", "offsets"):
+        for deployed, joint, valid in zip(getattr(out, name), getattr(trained, name), out.masks):
+            torch.testing.assert_close(deployed[valid], joint[valid], atol=1e-6, rtol=1e-6)
+    appearance = trained.branches["appearance"].cls_logits[0]
+    assert not torch.allclose(out.cls_logits[0][out.masks[0]], appearance[out.masks[0]], atol=1e-3)
+    # and zero padding does not reach the real steps: video 0 (100 steps) padded to 256
+    longer = torch.zeros(1, STUDENT_DIM, 2 * LENGTH)
+    longer[..., :LENGTH] = feats[:1, :STUDENT_DIM]
+    with torch.no_grad():
+        padded = model(longer, torch.arange(2 * LENGTH)[None] < 100)
+    for level, valid in enumerate((100, 50, 25, 13)):
+        assert int(out.masks[level][0].sum()) == valid
+        torch.testing.assert_close(padded.cls_logits[level][0, :valid], out.cls_logits[level][0, :valid],
+                                   atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="student-only features with 12 channels"):
         model(feats, masks)
     model.train()
     with pytest.raises(RuntimeError, match="needs its teacher"):
-        model(feats, masks)
+        train_forward(model, feats, masks)
 
 
 def test_teacher_must_fit_the_student():
@@ -208,9 +233,9 @@ def test_paired_store_concatenates_and_aligns(tmp_path):
         (tmp_path / name).mkdir()
         np.save(tmp_path / name / "v.npy", np.arange(length * dim, dtype=np.float32).reshape(length, dim))
     paired = PairedFeatureStore(FeatureStore(tmp_path / "student"), FeatureStore(tmp_path / "teacher"))
-    feats = paired.load("v")
-    assert feats.shape == (10, 5)  # one trailing teacher snippet dropped
-    np.testing.assert_array_equal(feats[:, 3:], np.load(tmp_path / "teacher" / "v.npy")[:10])
+    student, teacher = paired.load("v")
+    assert student.shape == (10, 3) and teacher.shape == (10, 2)  # one trailing teacher snippet dropped
+    np.testing.assert_array_equal(teacher, np.load(tmp_path / "teacher" / "v.npy")[:10])
     far = PairedFeatureStore(FeatureStore(tmp_path / "student"), FeatureStore(tmp_path / "far"))
     with pytest.raises(RgbtadError, match=r"student/v.npy has 10 snippets but .*far/v.npy has 14"):
         far.load("v")
@@ -239,9 +264,9 @@ def test_training_crops_cut_student_and_teacher_alike(tmp_path):
     for epoch in range(2):
         dataset.set_epoch(epoch)
         for item in dataset:
-            feats = item["feats"]
-            assert feats.shape[0] == 8 and feats.shape[1] == 128
-            torch.testing.assert_close(feats[4:], 2 * feats[:4] + 1)
+            feats, teacher = item["feats"], item["teacher_feats"]
+            assert feats.shape == teacher.shape == (4, 128)
+            torch.testing.assert_close(teacher, 2 * feats + 1)
     assert isinstance(training_store(build_config({"data": {"features": str(tmp_path / "both")}})),
                       FeatureStore)
 

@@ -515,11 +515,14 @@ def test_ground_truth_without_label_ids_numbers_sorted_names():
 # Command line
 
 
+HANG_GUARD_S = 1800  # subprocess timeout: a hang guard, not a speed check (loaded machines are slow)
+
+
 def _cli(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
     argv = ["evaluate", *args]
     script = code or "import sys; from rgbtad.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.run([sys.executable, "-c", script, *argv], capture_output=True, text=True,
-                          timeout=120)
+                          timeout=HANG_GUARD_S)
 
 
 @pytest.fixture()

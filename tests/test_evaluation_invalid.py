@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from rgbtad.cli import main as cli_main
+from rgbtad.core.errors import RgbtadError
 from rgbtad.data.results import read_results_json, write_results_json
 from rgbtad.detection.points import level_points
 from rgbtad.detection.postprocess import NMSConfig, postprocess_video
-from rgbtad.core.errors import RgbtadError
 from rgbtad.evaluation import detection
 from rgbtad.evaluation.detection import evaluate_detections
 from rgbtad.evaluation.ground_truth import load_ground_truth

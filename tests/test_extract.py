@@ -12,9 +12,9 @@ from rgbtad.cli import main
 from rgbtad.core.errors import RgbtadError
 from rgbtad.features import extract as extract_mod
 from rgbtad.features.extract import extract_features, load_features_index
+from rgbtad.motion.flow import compute_flow, quantize_flow
 from rgbtad.motion.storage import write_motion_file
 from rgbtad.video.decode import read_video
-from rgbtad.motion.flow import compute_flow, quantize_flow
 from rgbtad.video.sampling import num_snippets, snippet_frame_indices
 from rgbtad.video.snippets import SnippetSpec
 

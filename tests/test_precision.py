@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rgbtad.video.snippets import SnippetSpec
 from rgbtad.core import precision
 from rgbtad.core.errors import RgbtadError
+from rgbtad.video.snippets import SnippetSpec
 
 # first lines of real /proc/cpuinfo files (flags trimmed to the relevant part)
 EPYC_MILAN = """processor\t: 0

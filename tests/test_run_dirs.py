@@ -3,19 +3,16 @@ folder holding another run are refused, leaving it byte-identical, unless `--ove
 (the old run's files are removed) or, for train, `--resume`."""
 
 import hashlib
-import json
 import shutil
 
 import pytest
 import torch
 
 from rgbtad.cli import main as cli_main
-from rgbtad.compat.actionformer import read_release_config
 from rgbtad.config import build_config, save_config
+from rgbtad.core.errors import RgbtadError
 from rgbtad.synthetic.toy_features import make_toy_features
 from rgbtad.training.trainer import train
-from rgbtad.core.errors import RgbtadError
-
 from test_compat_actionformer import REFERENCE, _write_release, release_state  # the recorded release
 
 TRAINED = {"checkpoints/last.pt", "classes.json", "config.yaml", "logs/train.csv", "logs/val.csv", "model.pt",

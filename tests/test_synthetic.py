@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from rgbtad.cli import main
+from rgbtad.core.errors import RgbtadError
 from rgbtad.data.annotations import load_annotations
 from rgbtad.synthetic.classes import CLASSES
 from rgbtad.synthetic.generate import generate_benchmark, plan_benchmark
 from rgbtad.synthetic.render import render_frames
 from rgbtad.synthetic.statistics import annotation_statistics
 from rgbtad.synthetic.timeline import MAX_INSTANCE_S, MIN_GAP_S, MIN_INSTANCE_S
-from rgbtad.core.errors import RgbtadError
 from rgbtad.video.decode import VideoReader, probe
 
 # Small and fast: 12 training videos (one full deal of the 12 classes needs >= 12 instances),

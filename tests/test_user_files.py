@@ -11,15 +11,14 @@ import pytest
 import torch
 
 from rgbtad.cli import main as cli_main
-from rgbtad.compat.actionformer import import_actionformer, read_release_config
+from rgbtad.compat.actionformer import import_actionformer
 from rgbtad.config import build_config, load_config, save_config
-from rgbtad.synthetic.toy_features import make_toy_features
-from rgbtad.detection import build_detector
-from rgbtad.runs.run_dir import save_run
 from rgbtad.core.errors import RgbtadError
 from rgbtad.core.torchio import load_torch_file
 from rgbtad.core.yamlio import read_yaml_mapping
-
+from rgbtad.detection import build_detector
+from rgbtad.runs.run_dir import save_run
+from rgbtad.synthetic.toy_features import make_toy_features
 from test_compat_actionformer import REFERENCE, _write_release, release_state  # the recorded release
 
 TINY_MODEL = {"embd_dim": 16, "fpn_dim": 16, "head_dim": 16, "n_head": 2, "n_mha_win_size": 5,

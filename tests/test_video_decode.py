@@ -8,7 +8,14 @@ import pytest
 
 from rgbtad.core.errors import RgbtadError
 from rgbtad.video.decode import (
-    VideoReader, iter_frames, list_videos, output_size, parse_size, probe, read_video, resample_indices,
+    VideoReader,
+    iter_frames,
+    list_videos,
+    output_size,
+    parse_size,
+    probe,
+    read_video,
+    resample_indices,
 )
 
 

@@ -6,12 +6,16 @@ import numpy as np
 import pytest
 
 from rgbtad.cli import main
+from rgbtad.motion.flow import (
+    compute_flow,
+    dequantize_flow,
+    motion_chunks,
+    quantize_flow,
+    temporal_gradient,
+)
 from rgbtad.motion.storage import compute_motion, iter_motion_file, read_motion_meta, write_motion_file
 from rgbtad.video.decode import read_video
 from rgbtad.video.snippets import normalize
-from rgbtad.motion.flow import (
-    compute_flow, dequantize_flow, motion_chunks, quantize_flow, temporal_gradient,
-)
 
 
 def _texture(size=160, seed=0):

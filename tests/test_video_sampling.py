@@ -4,7 +4,11 @@ import numpy as np
 import pytest
 
 from rgbtad.video.sampling import (
-    iter_snippets, num_snippets, pad_snippet, snippet_frame_indices, snippet_starts,
+    iter_snippets,
+    num_snippets,
+    pad_snippet,
+    snippet_frame_indices,
+    snippet_starts,
 )
 
 

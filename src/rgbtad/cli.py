@@ -43,8 +43,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from rgbtad.evaluation.detection import evaluate_detection_files, parse_tiou
     from rgbtad.core.atomic import write_json
+    from rgbtad.evaluation.detection import evaluate_detection_files, parse_tiou
 
     for path, option in ((args.json, "--json"), (args.plot, "--plot")):
         if path:
@@ -74,6 +74,38 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if summary.get("average_mAP") is not None:
         print(f"average mAP {100 * summary['average_mAP']:.2f} (EMA weights, split '{cfg.data.val_split}')")
     print(f"run directory: {args.out}")
+
+
+def _cmd_train_backbone(args: argparse.Namespace) -> None:
+    from rgbtad.training.backbone_config import load_backbone_config
+    from rgbtad.training.backbones import train_backbone
+
+    check_writable_output(args.out, "--out", folder=True)
+    overrides = list(args.set) + ([f"precision={args.precision}"] if args.precision else [])
+    cfg = load_backbone_config(args.config, overrides)
+    result = train_backbone(cfg, args.out, resume=args.resume, overwrite=args.overwrite, device=args.device)
+    if result.val is not None:
+        val = result.val
+        print(f"snippet accuracy {100 * val['accuracy']:.1f} %, balanced {100 * val['balanced_accuracy']:.1f} % "
+              f"(split '{cfg.val_subset}')")
+    print(f"backbone run directory: {args.out} (weights: {result.weights})")
+
+
+def _add_train_backbone(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-backbone",
+                       help="train (or distil) a snippet backbone on trimmed snippets of annotated videos")
+    p.add_argument("config", help="YAML backbone config (see configs/backbone_*.yaml)")
+    p.add_argument("--out", required=True,
+                   help="backbone run directory (backbone.pt, head.pt, summary.json, logs, checkpoints)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set epochs=10 or --set snippets.frames=16 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (its files are removed first). Default: refuse")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--precision", default=None, choices=["auto", "fp32", "bf16"],
+                   help="backbone arithmetic (default: the config's 'precision', itself auto by default)")
+    p.set_defaults(func=_cmd_train_backbone)
 
 
 def _cmd_infer(args: argparse.Namespace) -> None:
@@ -489,7 +521,7 @@ def _add_ablate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.set_defaults(func=_cmd_ablate)
 
-_SUBCOMMANDS = [_add_demo, _add_toy_features, _add_train, _add_infer, _add_evaluate, _add_import_actionformer, _add_motion, _add_extract, _add_plot,
+_SUBCOMMANDS = [_add_demo, _add_toy_features, _add_train, _add_train_backbone, _add_infer, _add_evaluate, _add_import_actionformer, _add_motion, _add_extract, _add_plot,
                 _add_synth, _add_detect, _add_bench, _add_export, _add_ablate]
 
 

@@ -360,6 +360,9 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
     elif annotation is str:
         if isinstance(value, str):
             return value
+    elif annotation is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
     elif origin in (list, tuple):
         if isinstance(value, (list, tuple)):
             if origin is tuple and args and args[-1] is not Ellipsis:
@@ -378,10 +381,10 @@ def _type_name(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
-def _merge_section(section: Any, values: dict, prefix: str) -> None:
+def _known_keys(section: Any, values: dict, prefix: str):
+    """(key, value, dotted key) of `values`, each a field of the dataclass `section`."""
     if not isinstance(values, dict):
         raise RgbtadError(f"config section '{prefix}' must be a mapping, got {values!r}")
-    hints = typing.get_type_hints(type(section))
     names = [f.name for f in dataclasses.fields(section)]
     for key, value in values.items():
         dotted = f"{prefix}.{key}" if prefix else str(key)
@@ -389,11 +392,41 @@ def _merge_section(section: Any, values: dict, prefix: str) -> None:
             close = difflib.get_close_matches(str(key), names, n=1)
             hint = f" (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)" if close else ""
             raise RgbtadError(f"unknown config key '{dotted}'{hint}")
+        yield key, value, dotted
+
+
+def _merge_section(section: Any, values: dict, prefix: str) -> None:
+    hints = typing.get_type_hints(type(section))
+    for key, value, dotted in _known_keys(section, values, prefix):
         current = getattr(section, key)
-        if dataclasses.is_dataclass(current):
+        if dataclasses.is_dataclass(current) and current.__dataclass_params__.frozen:
+            setattr(section, key, _replaced(current, value, dotted))
+        elif dataclasses.is_dataclass(current):
             _merge_section(current, value, dotted)
         else:
             setattr(section, key, _coerce(value, hints[key], dotted))
+
+
+def _replaced(frozen: Any, values: dict, prefix: str) -> Any:
+    """A frozen dataclass section (a value type, e.g. `SnippetSpec`): a copy with `values`
+    merged in, validated by the type itself."""
+    hints = typing.get_type_hints(type(frozen))
+    changes = {key: _coerce(value, hints[key], dotted) for key, value, dotted in _known_keys(frozen, values, prefix)}
+    try:
+        return dataclasses.replace(frozen, **changes)
+    except RgbtadError as err:
+        raise RgbtadError(f"config section '{prefix}': {err}") from None
+
+
+def merge_values(target: Any, values: dict | None = None, overrides: list[str] | None = None) -> None:
+    """Merge a mapping, then dotted `key=value` overrides, into the dataclass tree `target`
+    with this module's checks (unknown keys with a did-you-mean, types); for configs other
+    than `Config` (e.g. `rgbtad.training.backbone_config`), which validate their values
+    themselves."""
+    _merge_section(target, values or {}, "")
+    for text in overrides or []:
+        key, value = parse_override(text)
+        _merge_section(target, _nest(key, value), "")
 
 
 def _validate(cfg: Config) -> None:

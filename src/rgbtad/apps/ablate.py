@@ -58,8 +58,8 @@ from pathlib import Path
 from typing import Any
 
 from rgbtad.config import Config, build_config, load_config, parse_override
-from rgbtad.core.errors import RgbtadError
 from rgbtad.core.atomic import write_json, write_text
+from rgbtad.core.errors import RgbtadError
 from rgbtad.core.yamlio import read_yaml_mapping
 
 __all__ = ["Cell", "Grid", "cell_config", "format_table", "load_grid", "run_ablation"]
@@ -272,8 +272,8 @@ def run_ablation(grid_path: str | Path, out_dir: str | Path, *, seeds: int | Non
 
 def _run(cfg: Config, run_dir: Path, device: str | None) -> dict:
     """{tiou, mAP, average_mAP} of one trained run: reused, resumed or trained."""
-    from rgbtad.training.trainer import CHECKPOINT, train
     from rgbtad.core.jsonio import read_json_file
+    from rgbtad.training.trainer import CHECKPOINT, train
 
     summary_path = run_dir / "summary.json"
     if summary_path.is_file():

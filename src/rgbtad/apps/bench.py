@@ -168,7 +168,7 @@ def bench_detector(input_dim: int, num_snippets: int, num_classes: int = 20, wid
     import torch
 
     from rgbtad.config import Config
-    from rgbtad.detection.model import build_detector_from_config, seq_len_holding
+    from rgbtad.detection import build_detector, seq_len_holding
 
     cfg = Config()
     cfg.data.input_dim = int(input_dim)
@@ -176,7 +176,7 @@ def bench_detector(input_dim: int, num_snippets: int, num_classes: int = 20, wid
     cfg.data.max_seq_len = seq_len_holding(cfg, num_snippets)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        model = build_detector_from_config(cfg, num_classes).eval()
+        model = build_detector(cfg, num_classes).eval()
     return cfg, model
 
 
@@ -218,13 +218,13 @@ def run_bench(video: str | Path, settings: BenchSettings | None = None, progress
     import torch
 
     from rgbtad.core.device import resolve_device
-    from rgbtad.inference.predict import predict_video
+    from rgbtad.core.precision import cpu_model, native_bf16, resolve_precision
     from rgbtad.export.onnx import calibration_batches
     from rgbtad.features.extract import snippet_encoder
-    from rgbtad.video.snippets import SnippetSpec
-    from rgbtad.core.precision import cpu_model, native_bf16, resolve_precision
+    from rgbtad.inference.predict import predict_video
     from rgbtad.motion.flow import motion_chunks
     from rgbtad.video.sampling import num_snippets
+    from rgbtad.video.snippets import SnippetSpec
 
     settings = settings or BenchSettings()
     video = Path(video)

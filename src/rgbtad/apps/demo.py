@@ -5,10 +5,12 @@ Stages (each reuses its finished output on a second run, so an interrupted demo 
 1. ``data``: render the benchmark videos and annotations (`rgbtad.synthetic.generate`);
 2. ``motion``: optical flow of every video, stored once (`rgbtad.motion.storage`);
 3. ``backbones``: small RGB and motion snippet backbones trained on trimmed train snippets
-   (`rgbtad.training.backbones`), and the distilled students' RGB backbones, fine-tuned
-   from the plain RGB one on the same snippets with the frozen motion backbone as teacher
-   (conventional or decomposed); the precision `rgbtad.core.precision` decides (bfloat16 only
-   where native); only the backbones that the chosen models read are trained;
+   (`rgbtad.training.backbones.train_backbone`, what `rgbtad train-backbone` runs, with the
+   configs of ``configs/backbone_synthetic_*.yaml``), and the distilled students' RGB
+   backbones, fine-tuned from the plain RGB one on the same snippets with the frozen motion
+   backbone as teacher (conventional or decomposed); the precision `rgbtad.core.precision`
+   decides (bfloat16 only where native); only the backbones that the chosen models read are
+   trained; an interrupted training resumes from its last epoch;
 4. ``features``: snippet features of every video per backbone (`rgbtad.features.extract`,
    same precision), and the two-stream features (RGB and flow side by side);
 5. ``detectors``: one ActionFormer per model (`rgbtad.training.trainer`), then detections on
@@ -19,7 +21,8 @@ Layout of ``OUT``::
 
     data/          videos/*.mp4, annotations.json, benchmark.json
     flow/          <video>.flow.npz (+ .flow.json)
-    backbones/     rgb.pt, flow.pt, rgb_kd.pt, ... (+ .json with snippet accuracy per class)
+    backbones/     rgb/, flow/, rgb_kd/, ...: backbone run directories (backbone.pt, head.pt,
+                   summary.json with snippet accuracy per class, logs/, checkpoints/)
     features/      one folder per backbone, and two_stream/  (<video>.npy, T x C)
     runs/NAME/     a run directory per model (`rgbtad infer` accepts it)
     predictions/   NAME.json (ActivityNet results on the test split)
@@ -37,10 +40,10 @@ from typing import Callable
 
 import numpy as np
 
-from rgbtad.core.errors import RgbtadError
-from rgbtad.video.snippets import SnippetSpec
-from rgbtad.core.precision import cpu_model
 from rgbtad.core.atomic import write_json, write_npy
+from rgbtad.core.errors import RgbtadError
+from rgbtad.core.precision import cpu_model
+from rgbtad.video.snippets import SnippetSpec
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +112,7 @@ def _distilled(name: str, teacher: str, distill: str) -> BackboneSpec:
 
 def demo_backbones(with_tg: bool = False) -> list[BackboneSpec]:
     """Teachers before students. Each distilled student has its own RGB backbone: the
-    backbone half of Lee et al.'s end-to-end student (`rgbtad.training.backbones`),
+    backbone half of Lee et al.'s end-to-end student (`rgbtad.training.backbone_task`),
     fine-tuned from the plain RGB backbone as their student starts from the pretrained RGB
     network. `with_tg` adds the temporal-gradient teacher and its student's backbone."""
     specs = [BackboneSpec("rgb", "rgb"), BackboneSpec("flow", "flow"),
@@ -291,32 +294,58 @@ def _motion(videos: list[Path], out: Path, settings: DemoSettings) -> None:
         raise RgbtadError(f"optical flow failed for some videos:\n{report.summary()}")
 
 
-def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, spec: BackboneSpec, seed: int,
-                    device: str | None, precision: str) -> None:
-    from rgbtad.training.backbones import train_clip_backbone
+def backbone_dir(out: Path, name: str) -> Path:
+    """The run directory of the demo's backbone `name` (`rgbtad.training.backbone_run`)."""
+    return out / "backbones" / name
 
-    teacher = None if spec.teacher is None else out / "backbones" / f"{spec.teacher}.pt"
-    init_from = None if spec.init_from is None else out / "backbones" / f"{spec.init_from}.pt"
+
+def backbone_config(spec: BackboneSpec, ann_path: Path, out: Path, settings: DemoSettings, seed: int,
+                    precision: str):
+    """The `rgbtad train-backbone` config of one demo backbone (for ``demo_out`` with the
+    default settings: ``configs/backbone_synthetic_*.yaml``)."""
+    import dataclasses
+
+    from rgbtad.training.backbone_config import build_backbone_config
+
     if spec.modality != "rgb":
         epochs = settings.clip_epochs
     else:
-        epochs = settings.rgb_clip_epochs if init_from is None else settings.kd_clip_epochs
-    train_clip_backbone(
-        ann_path, out / "data" / "videos", out / "backbones" / f"{spec.name}.pt",
-        backbone=BACKBONE, snippets=settings.snippets(spec.modality).with_(stride=settings.val_stride),
-        subset="train", val_subset="test", flow_dir=out / "flow",
-        epochs=epochs, per_class=settings.clip_per_class, batch_size=settings.clip_batch_size, seed=seed,
-        device=device, teacher=teacher,
-        distill=spec.distill, init_from=init_from, precision=precision, progress=False,
-    )
+        epochs = settings.rgb_clip_epochs if spec.init_from is None else settings.kd_clip_epochs
+    snippets = settings.snippets(spec.modality).with_(stride=settings.val_stride)
+    values = {
+        "annotations": str(ann_path), "videos": str(out / "data" / "videos"), "backbone": BACKBONE,
+        "snippets": dataclasses.asdict(snippets), "flow_dir": str(out / "flow") if spec.modality == "flow" else None,
+        "subset": "train", "val_subset": "test", "epochs": epochs, "per_class": settings.clip_per_class,
+        "batch_size": settings.clip_batch_size, "seed": seed, "precision": precision,
+        "init_from": None if spec.init_from is None else str(backbone_dir(out, spec.init_from)),
+        "distill": {"teacher": None if spec.teacher is None else str(backbone_dir(out, spec.teacher)),
+                    "mode": spec.distill},
+    }
+    return build_backbone_config(values)
+
+
+def _train_backbone(ann_path: Path, out: Path, settings: DemoSettings, spec: BackboneSpec, seed: int,
+                    device: str | None, precision: str) -> None:
+    """Train (or find, or finish) one backbone run, as `rgbtad train-backbone` does."""
+    from rgbtad.training.backbone_run import CHECKPOINT, is_finished
+    from rgbtad.training.backbones import train_backbone
+
+    run_dir = backbone_dir(out, spec.name)
+    if is_finished(run_dir):
+        return
+    resume = (run_dir / CHECKPOINT).is_file()
+    train_backbone(backbone_config(spec, ann_path, out, settings, seed, precision), run_dir, resume=resume,
+                   overwrite=not resume, device=device, progress=False)
 
 
 def _extract(videos: list[Path], out: Path, settings: DemoSettings, spec: BackboneSpec,
              device: str | None, precision: str) -> None:
     from rgbtad.features.extract import extract_features
+    from rgbtad.training.backbone_run import WEIGHTS_FILE
 
     report = extract_features(
-        videos, out / "features" / spec.name, backbone=BACKBONE, weights=str(out / "backbones" / f"{spec.name}.pt"),
+        videos, out / "features" / spec.name, backbone=BACKBONE,
+        weights=str(backbone_dir(out, spec.name) / WEIGHTS_FILE),
         snippets=settings.snippets(spec.modality), device=device, batch_size=32,
         precision=precision, flow_dir=out / "flow" if spec.modality == "flow" else None, progress=False,
     )
@@ -361,7 +390,7 @@ def _max_seq_len(cfg, settings: DemoSettings) -> int:
     20 s videos at stride 4: 128 instead of 256 steps, half the detector's work)."""
     import math
 
-    from rgbtad.detection.model import seq_len_holding
+    from rgbtad.detection import seq_len_holding
 
     frames = math.ceil(settings.max_duration * settings.fps)
     return seq_len_holding(cfg, max(frames - settings.snippet_frames, 0) // settings.stride + 1)
@@ -376,8 +405,9 @@ def _feature_dim(folder: Path) -> int:
 
 def synthetic_detector_defaults() -> dict:
     """`configs/synthetic.yaml` as a dict (the file ships inside the package)."""
-    import yaml
     from importlib import resources
+
+    import yaml
 
     text = resources.files("rgbtad.apps").joinpath("synthetic.yaml").read_text()
     return yaml.safe_load(text)
@@ -508,9 +538,9 @@ def _train_and_evaluate(spec: ModelSpec, ann_path: Path, out: Path, settings: De
     """A worker's job: train (or find) the model's run, detect on the test split, evaluate;
     returns the metrics. No progress bars: those of parallel workers would interleave (the
     parent logs each stage's start and result)."""
+    from rgbtad.evaluation.detection import evaluate_detection_files
     from rgbtad.inference.predict import infer_features
     from rgbtad.training.trainer import train
-    from rgbtad.evaluation.detection import evaluate_detection_files
 
     run_dir = out / "runs" / spec.name
     cfg = detector_config(spec, ann_path, out, settings, seed)

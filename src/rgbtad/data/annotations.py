@@ -41,8 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from rgbtad.core.errors import RgbtadError
 from rgbtad.core.csvio import open_csv
+from rgbtad.core.errors import RgbtadError
 from rgbtad.core.jsonio import read_json_file
 
 __all__ = [

@@ -4,7 +4,9 @@
 every sequence is padded to exactly `max_seq_len`; at inference to `max_seq_len` when the
 longest fits, else up to the next multiple of `max_div_factor` (so every pyramid level and
 attention window divides the length). Padding is 0 and the mask is True on real steps.
-Unlike the reference, inference batches may hold more than one video.
+Unlike the reference, inference batches may hold more than one video. A distillation
+batch also holds the teacher's features of the same snippets, ``teacher_feats``, padded
+like ``feats`` by the trainer.
 """
 
 from __future__ import annotations
@@ -60,14 +62,18 @@ def pad_batch(feats_list: Sequence[torch.Tensor], *, max_seq_len: int, max_div_f
 
 
 def collate(items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Group dataset items into lists (no padding; `pad_batch` pads for the model)."""
-    return {
+    """Group dataset items into lists (no padding; `pad_batch` pads for the model);
+    ``teacher_feats`` when the items have them."""
+    batch = {
         "video_ids": [item["video_id"] for item in items],
         "feats": [item["feats"] for item in items],
         "segments": [item["segments"] for item in items],
         "labels": [item["labels"] for item in items],
         "meta": [{key: item[key] for key in META_KEYS} for item in items],
     }
+    if items and "teacher_feats" in items[0]:
+        batch["teacher_feats"] = [item["teacher_feats"] for item in items]
+    return batch
 
 
 class EpochSampler(Sampler[int]):

@@ -5,6 +5,7 @@
 
     {"video_id": str,
      "feats": FloatTensor C x T,
+     "teacher_feats": FloatTensor C' x T,  # distillation only: a `PairedFeatureStore`'s teacher half
      "segments": FloatTensor N x 2,   # feature-grid units: (sec * fps - 0.5 * num_frames) / feat_stride
      "labels": LongTensor N,           # index into `class_names`
      "fps": float, "duration": float,
@@ -18,6 +19,7 @@ anet.py and data_utils.truncate_feats):
   at, as in the reference, where it overrides the annotation), else the annotation's fps,
   else an error naming the video.
 * `downsample_rate` keeps every k-th snippet and multiplies the stride by k.
+* ``teacher_feats`` (`FEATURE_KEYS`) are resized, truncated and cropped exactly as ``feats``.
 * `force_upsampling` linearly resizes every sequence to `max_seq_len` steps
   (align_corners=False) with ``feat_stride = ((T - 1) * feat_stride + num_frames) / max_seq_len``
   and ``feat_num_frames = feat_stride`` (the reference's ActivityNet "case 2").
@@ -55,18 +57,21 @@ from torch.nn import functional as F
 from torch.utils.data import Dataset
 
 from rgbtad.config import DataConfig
-from rgbtad.data.annotations import AnnotationSet
-from rgbtad.core.timebase import SnippetGrid
-from rgbtad.features.store import FeatureStore
 from rgbtad.core.errors import RgbtadError
+from rgbtad.core.timebase import SnippetGrid
+from rgbtad.data.annotations import AnnotationSet
+from rgbtad.features.paired import PairedFeatureStore
+from rgbtad.features.store import FeatureStore
 
-__all__ = ["FeatureDataset", "MAX_TRUNCATION_TRIALS", "detector_input", "item_rng", "truncate_item"]
+__all__ = ["FEATURE_KEYS", "FeatureDataset", "MAX_TRUNCATION_TRIALS", "detector_input", "item_rng",
+           "truncate_item"]
 
 log = logging.getLogger(__name__)
 
 MAX_TRUNCATION_TRIALS = 200
 DUPLICATE_TOLERANCE = 1e-3  # seconds
 LONG_FEATURES_FACTOR = 2.0  # features spanning more than this times the video's duration: a warning
+FEATURE_KEYS = ("feats", "teacher_feats")  # per-snippet item tensors (C x T), all cut alike
 
 
 def item_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
@@ -80,9 +85,9 @@ def truncate_item(item: dict[str, Any], max_seq_len: int, trunc_thresh: float, o
                   max_num_trials: int = MAX_TRUNCATION_TRIALS) -> dict[str, Any]:
     """Random truncation of a training item (the reference's `truncate_feats`).
 
-    Returns `item` itself when nothing is cut, else a new dict with ``feats[:, st:ed]``,
-    the segments overlapping ``[st - offset, ed + offset]`` by >= `trunc_thresh` of their
-    length (clipped to it and shifted by ``-st``) and their labels. If no window in
+    Returns `item` itself when nothing is cut, else a new dict with ``feats[:, st:ed]`` (and
+    the same steps of the item's other `FEATURE_KEYS`), the segments overlapping
+    ``[st - offset, ed + offset]`` by >= `trunc_thresh` of their length (clipped to it and shifted by ``-st``) and their labels. If no window in
     `max_num_trials` tries keeps an action, the last window is used as it is.
     """
     feats = item["feats"]
@@ -109,7 +114,9 @@ def truncate_item(item: dict[str, Any], max_seq_len: int, trunc_thresh: float, o
             break
 
     out = dict(item)
-    out["feats"] = feats[:, st:ed].clone()
+    for key in FEATURE_KEYS:
+        if key in item:
+            out[key] = item[key][:, st:ed].clone()
     out["segments"] = torch.stack((left[keep], right[keep]), dim=1) - st
     out["labels"] = item["labels"][keep].clone()
     return out
@@ -155,8 +162,8 @@ class FeatureDataset(Dataset):
     (ActivityNet proposals). `seed` and `set_epoch` drive the training randomness.
     """
 
-    def __init__(self, annotations: AnnotationSet, store: FeatureStore, data_cfg: DataConfig, *,
-                 training: bool, class_names: Sequence[str], seed: int = 0,
+    def __init__(self, annotations: AnnotationSet, store: FeatureStore | PairedFeatureStore,
+                 data_cfg: DataConfig, *, training: bool, class_names: Sequence[str], seed: int = 0,
                  class_agnostic: bool = False, anet_style: bool | None = None,
                  missing_features: str = "error"):
         self.store = store
@@ -280,8 +287,9 @@ class FeatureDataset(Dataset):
             raise IndexError(index)
         entry = self.entries[index]
         cfg = self.cfg
-        feats = self.store.load(entry["video_id"])  # float32, T x C
-        tensor, feat_stride, num_frames = detector_input(feats, cfg)
+        loaded = self.store.load(entry["video_id"])  # float32, T x C (a FeaturePair when paired)
+        paired = isinstance(self.store, PairedFeatureStore)
+        tensor, feat_stride, num_frames = detector_input(loaded.student if paired else loaded, cfg)
 
         fps = entry["fps"]
         snippets = SnippetGrid(feat_stride, num_frames, fps)
@@ -301,6 +309,8 @@ class FeatureDataset(Dataset):
             "feat_stride": feat_stride,
             "feat_num_frames": num_frames,
         }
+        if paired:
+            item["teacher_feats"] = detector_input(loaded.teacher, cfg)[0]
         if self.training:
             item = truncate_item(
                 item, cfg.max_seq_len, cfg.trunc_thresh, snippets.half_snippet,

@@ -24,10 +24,10 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rgbtad.core.errors import RgbtadError
-from rgbtad.core.csvio import open_csv
-from rgbtad.core.jsonio import read_json_file
 from rgbtad.core.atomic import write_text
+from rgbtad.core.csvio import open_csv
+from rgbtad.core.errors import RgbtadError
+from rgbtad.core.jsonio import read_json_file
 
 __all__ = [
     "CSV_HEADER",

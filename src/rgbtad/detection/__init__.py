@@ -1,17 +1,26 @@
-"""The ActionFormer detector: blocks, projection/encoder, neck, heads, label assignment,
-losses and post-processing (decode + NMS), laid out by anatomy.
+"""Temporal action detection on snippet features: blocks, projection/encoder, neck, heads,
+label assignment, losses and post-processing (decode + NMS), laid out by anatomy; the
+`Detector` protocol every model implements and the model registry (`build_model`).
 
-``build_detector(cfg, num_classes)`` is the entry point used by training, inference and the
-run directory.
+Families: ActionFormer (`rgbtad.detection.actionformer`, registered as "actionformer").
+``build_model(cfg, num_classes)`` is the entry point of training, inference and the run
+directory (students need ``import rgbtad.distill`` first, see `rgbtad.detection.registry`);
+``build_detector(cfg, num_classes)`` is the plain detector of a config whatever its
+distillation method.
 """
 
-from rgbtad.detection.model import ActionFormer, DetectorOutput, build_detector_from_config
+from rgbtad.detection.actionformer import ActionFormer, ActionFormerSpec, PyramidHead
 from rgbtad.detection.postprocess import NMSConfig
+from rgbtad.detection.protocol import Detector, DetectorOutput, PyramidDetector
+from rgbtad.detection.registry import (
+                                       build_detector,
+                                       build_model,
+                                       model_name,
+                                       register_model,
+                                       registered_models,
+                                       seq_len_holding,
+)
 
-
-def build_detector(cfg, num_classes: int) -> ActionFormer:
-    """The detector described by ``cfg`` (an ``rgbtad.config.Config``) for ``num_classes``."""
-    return build_detector_from_config(cfg, num_classes)
-
-
-__all__ = ["ActionFormer", "DetectorOutput", "NMSConfig", "build_detector"]
+__all__ = ["ActionFormer", "ActionFormerSpec", "Detector", "DetectorOutput", "NMSConfig", "PyramidDetector",
+           "PyramidHead", "build_detector", "build_model", "model_name", "register_model", "registered_models",
+           "seq_len_holding"]

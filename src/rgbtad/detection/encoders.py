@@ -17,14 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rgbtad.detection.blocks import (
-    ChannelLayerNorm,
-    MaskedConv1d,
-    ResConvBlock,
-    SeparableConv1d,
-    TransformerBlock,
-    sinusoid_table,
-)
+from rgbtad.detection.attention import TransformerBlock
+from rgbtad.detection.blocks import ChannelLayerNorm, MaskedConv1d, ResConvBlock, SeparableConv1d, sinusoid_table
 
 __all__ = ["ConvEmbedding", "ConvEncoder", "TransformerEncoder", "zero_conv_biases"]
 
@@ -77,7 +71,22 @@ class ConvEmbedding(nn.Module):
         return x, mask
 
 
-class TransformerEncoder(nn.Module):
+class _PyramidEncoder(nn.Module):
+    """Stem blocks at stride 1, then one downsampling block per level; returns the feature
+    pyramid (stem output first) and its masks. Subclasses fill `stem` and `levels`."""
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor):
+        for block in self.stem:
+            x, mask = block(x, mask)
+        feats, masks = [x], [mask]
+        for block in self.levels:
+            x, mask = block(x, mask)
+            feats.append(x)
+            masks.append(mask)
+        return feats, masks
+
+
+class TransformerEncoder(_PyramidEncoder):
     """Stem transformer blocks at stride 1, then one downsampling block per extra level."""
 
     def __init__(self, dim: int, num_heads: int, num_stem: int, num_levels: int,
@@ -97,18 +106,8 @@ class TransformerEncoder(nn.Module):
             for index in range(num_levels)
         )
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor):
-        for block in self.stem:
-            x, mask = block(x, mask)
-        feats, masks = [x], [mask]
-        for block in self.levels:
-            x, mask = block(x, mask)
-            feats.append(x)
-            masks.append(mask)
-        return feats, masks
 
-
-class ConvEncoder(nn.Module):
+class ConvEncoder(_PyramidEncoder):
     """Residual conv blocks: stem at stride 1, then one downsampling block per level
     (``separable``: depthwise-separable convs)."""
 
@@ -118,13 +117,3 @@ class ConvEncoder(nn.Module):
         self.stem = nn.ModuleList(ResConvBlock(dim, 3, 1, separable=separable) for _ in range(num_stem))
         self.levels = nn.ModuleList(ResConvBlock(dim, 3, scale_factor, separable=separable)
                                     for _ in range(num_levels))
-
-    def forward(self, x: torch.Tensor, mask: torch.Tensor):
-        for block in self.stem:
-            x, mask = block(x, mask)
-        feats, masks = [x], [mask]
-        for block in self.levels:
-            x, mask = block(x, mask)
-            feats.append(x)
-            masks.append(mask)
-        return feats, masks

@@ -14,9 +14,9 @@ a hallucinator that fills in the motion half of the features from the RGB half:
 Training loss: ``hard_weight · L_det + Σ weight · term`` over the terms with a positive weight:
 
 * ``input_loss`` (``input_weight``): MSE of the hallucinated flow to the true flow over real
-  snippets. The true flow is the part of the teacher's input after the student's channels:
-  the teacher must read ``[student's channels | flow]`` (``teacher_input_dim = input_dim + D``),
-  as a two-stream teacher on THUMOS I3D features does;
+  snippets. The true flow is the part of the teacher's input (``teacher_feats``) after the
+  student's channels: the teacher must read ``[student's channels | flow]``
+  (``teacher_input_dim = input_dim + D``), as a two-stream teacher on THUMOS I3D features does;
 * ``stem_loss`` (``stem_weight``): MSE of the level-0 encoder output (C2MS's ``stem_out``)
   to the teacher's, over real snippets (the widths, ``model.embd_dim``, must be equal);
 * ``kd_reg_loss`` (``kd_reg_weight``): MSE of the offsets to the teacher's at every real
@@ -69,12 +69,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rgbtad.core.errors import RgbtadError
 from rgbtad.detection.blocks import MaskedConv1d
-from rgbtad.detection.model import ActionFormer, DetectorOutput, build_detector_from_config
+from rgbtad.detection.protocol import DetectorOutput
+from rgbtad.detection.registry import build_detector, register_model
 from rgbtad.distill.losses import feature_mimic_loss, sigmoid_kd_loss
 from rgbtad.distill.students import DistillOutput, DistillStudent
 from rgbtad.distill.teachers import FrozenTeacher
-from rgbtad.core.errors import RgbtadError
 
 __all__ = ["C2MSOutput", "C2MSStudent", "Rgb2Flow", "offset_mse_loss"]
 
@@ -119,6 +120,7 @@ class C2MSOutput(DistillOutput):
     input_mask: torch.Tensor | None = None
 
 
+@register_model("c2ms")
 class C2MSStudent(DistillStudent):
     """C2MS-Net's student (see the module docstring)."""
 
@@ -142,8 +144,7 @@ class C2MSStudent(DistillStudent):
                 f"{self.student_dim} + {self.flow_dim} (data.input_dim + distill.hallucinate_dim), "
                 f"got {self.teacher_dim}; set distill.input_weight=0 for a teacher without flow input")
         self.rgb2flow = Rgb2Flow(self.student_dim, self.flow_dim) if self.flow_dim else None
-        self.detector = build_detector_from_config(cfg, num_classes,
-                                                   input_dim=self.student_dim + self.flow_dim)
+        self.detector = build_detector(cfg, num_classes, input_dim=self.student_dim + self.flow_dim)
 
     @property
     def inference_detector(self) -> nn.Module:
@@ -161,7 +162,7 @@ class C2MSStudent(DistillStudent):
     def _copy_weights(self, teacher: FrozenTeacher) -> None:
         own = self.state_dict()
         source = teacher.model.state_dict()
-        if isinstance(teacher.model, ActionFormer):  # a plain detector: our `detector`
+        if not isinstance(teacher.model, DistillStudent):  # a plain detector: our `detector`
             source = {f"detector.{key}": value for key, value in source.items()}
         fitting = {key: value for key, value in source.items()
                    if key in own and own[key].shape == value.shape}
@@ -171,19 +172,20 @@ class C2MSStudent(DistillStudent):
         self.load_state_dict(fitting, strict=False)
         log.info("student initialised from %s: %d of %d tensors", teacher.run_dir, len(fitting), len(own))
 
-    def forward(self, feats: torch.Tensor, masks: torch.Tensor) -> DetectorOutput:
-        student, teacher = self._split(feats)
+    def forward(self, feats: torch.Tensor, masks: torch.Tensor,
+                teacher_feats: torch.Tensor | None = None) -> DetectorOutput:
+        self._check_inputs(feats, teacher_feats)
         hallucinated = None
-        inputs = student
+        inputs = feats
         if self.rgb2flow is not None:
-            hallucinated = self.rgb2flow(student, masks.bool().unsqueeze(1))
-            inputs = torch.cat([student, hallucinated], dim=1)
+            hallucinated = self.rgb2flow(feats, masks.bool().unsqueeze(1))
+            inputs = torch.cat([feats, hallucinated], dim=1)
         out = self.detector(inputs, masks)
         if not self.training:
             return out
         fields = {f.name: getattr(out, f.name) for f in dataclasses.fields(DetectorOutput)}
-        target = teacher[:, self.student_dim:] if "input_loss" in self.weights else None
-        return C2MSOutput(**fields, teacher=self._teach(teacher, masks), hallucinated=hallucinated,
+        target = teacher_feats[:, self.student_dim:] if "input_loss" in self.weights else None
+        return C2MSOutput(**fields, teacher=self._teach(teacher_feats, masks), hallucinated=hallucinated,
                           flow_target=target, input_mask=masks.bool())
 
     def losses(self, out: C2MSOutput, gt_segments: list[torch.Tensor],
@@ -211,7 +213,7 @@ class C2MSStudent(DistillStudent):
         if "kd_cls_loss" in self.weights:
             terms["kd_cls_loss"] = sigmoid_kd_loss(
                 torch.cat(out.cls_logits, 1), torch.cat(teacher.cls_logits, 1), torch.cat(out.masks, 1),
-                float(self.detector.criterion.normalizer), self.temperature)
+                self.detector.loss_normalizer, self.temperature)
         if "kd_reg_loss" in self.weights:
             terms["kd_reg_loss"] = offset_mse_loss(out.offsets, teacher.offsets, out.masks)
         return terms

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rgbtad.detection.assignment import assign_batch
-from rgbtad.detection.model import DetectorOutput
+from rgbtad.detection.protocol import DetectorOutput
 
 __all__ = [
     "TeacherLoss",
@@ -223,3 +223,25 @@ class TeacherLoss(nn.Module):
         for name, value in terms.items():
             total = total + self.weights[name] * value
         return terms, total
+
+
+# --------------------------------------------------------------------------- snippet level
+# The terms of snippet-backbone distillation (`rgbtad.training.backbone_task`): one feature
+# vector and one class distribution per snippet, no time axis and no mask.
+
+__all__ += ["snippet_feature_loss", "softmax_kd_loss"]
+
+
+def softmax_kd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                    temperature: float = 1.0) -> torch.Tensor:
+    """Hinton et al.'s logit distillation: ``KL(softmax(z_t / T) ‖ softmax(z_s / T)) * T²``,
+    averaged over the batch; logits ``B x K``. The T² keeps its gradients on the scale of a
+    cross-entropy whatever the temperature; exactly 0 when the student matches the teacher."""
+    t = float(temperature)
+    return F.kl_div(F.log_softmax(student_logits.float() / t, 1), F.softmax(teacher_logits.float() / t, 1),
+                    reduction="batchmean") * t * t
+
+
+def snippet_feature_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Feature mimicking of pooled snippet features ``B x C``: mean squared difference."""
+    return F.mse_loss(student.float(), teacher.float())

@@ -1,16 +1,22 @@
 """RGB-only students trained with a frozen teacher.
 
-Both students have the interface of `ActionFormer` that the trainer, inference and the
-run directory use: ``forward(feats, masks)``, ``losses(out, gt_segments, gt_labels)``,
-``postprocess(out, metas)``, ``param_groups(weight_decay)``, ``max_div_factor``,
-``strides``, ``check_length`` and ``loss_names``, plus ``attach_teacher``.
+Every student is a `rgbtad.detection.protocol.Detector` (``forward``, ``losses``,
+``postprocess``, ``param_groups``, ``max_div_factor``, ``strides``, ``check_length``,
+``loss_names``, ``loss_normalizer``, ``training_inputs``), registered under its
+``distill.method`` (`rgbtad.detection.registry`), plus ``attach_teacher``. Its input is
+the same in training and eval mode: the student's own features and their mask.
 
-* Training mode: ``feats`` holds ``[student | teacher]`` channels (`PairedFeatureStore`);
-  the student splits them after ``data.input_dim`` channels, runs the teacher on its half
-  without gradients, and returns a `DistillOutput`.
-* Eval mode: ``feats`` holds the student's channels only. Only the inference path runs and
-  the output is the plain `DetectorOutput` of the inference detector; the teacher, the
-  teacher features and the training-only branches are never touched.
+* Training mode: ``forward(feats, masks, teacher_feats=...)``; ``teacher_feats`` (its
+  ``training_inputs``) are the teacher's features of the same snippets, cropped and padded
+  like ``feats`` (the batch field of `rgbtad.features.paired.PairedFeatureStore`). The
+  student runs the teacher on them without gradients and returns a `DistillOutput`.
+* Eval mode: ``forward(feats, masks)``. Only the inference path runs and the output is the
+  plain `DetectorOutput` of the inference detector; the teacher, its features and the
+  training-only branches are never touched.
+
+Students are built from the detector family's public parts: the conventional and C2MS
+students wrap a whole detector (`build_detector`, any family), the decomposed student
+assembles ActionFormer's stages (`ActionFormerSpec`, `ActionFormer`, `PyramidHead`).
 
 `ConventionalKDStudent` is the baseline Lee et al. beat: one ActionFormer on the RGB
 features, trained on the ground truth plus logit and/or feature mimicking (and, with the
@@ -56,11 +62,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from rgbtad.detection.model import DetectorOutput, build_detector_from_config, decay_param_groups
+from rgbtad.core.errors import RgbtadError
+from rgbtad.detection.actionformer import ActionFormer, PyramidHead, model_config_errors, spec_from_config
+from rgbtad.detection.param_groups import decay_param_groups
+from rgbtad.detection.protocol import DetectorOutput
+from rgbtad.detection.registry import build_detector, register_model
 from rgbtad.distill.fusion import BranchFusion
 from rgbtad.distill.losses import TeacherLoss
 from rgbtad.distill.teachers import FrozenTeacher
-from rgbtad.core.errors import RgbtadError
 
 __all__ = ["ConventionalKDStudent", "DecomposedStudent", "DistillOutput", "DistillStudent"]
 
@@ -81,8 +90,10 @@ def _extend(out: DetectorOutput, **extra) -> DistillOutput:
 
 
 class DistillStudent(nn.Module):
-    """What every student shares: channel split, the (unregistered) teacher, and the
+    """What every student shares: input checks, the (unregistered) teacher, and the
     delegation of inference to ``self.inference_detector``."""
+
+    training_inputs = ("teacher_feats",)
 
     def __init__(self, cfg, num_classes: int):
         super().__init__()
@@ -111,6 +122,10 @@ class DistillStudent(nn.Module):
     def check_length(self, length: int) -> None:
         self.inference_detector.check_length(length)
 
+    @property
+    def loss_normalizer(self) -> float:
+        return self.inference_detector.loss_normalizer
+
     def param_groups(self, weight_decay: float) -> list[dict]:
         return decay_param_groups(self, weight_decay)
 
@@ -138,30 +153,35 @@ class DistillStudent(nn.Module):
         self.teacher = teacher
 
     # ------------------------------------------------------------------ helpers
-    def _split(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``(student, teacher)`` channels in training mode, ``(student, None)`` in eval."""
-        expected = self.student_dim + (self.teacher_dim if self.training else 0)
-        if feats.dim() != 3 or feats.shape[1] != expected:
-            what = "[student | teacher]" if self.training else "student-only"
-            raise ValueError(f"the student expects {what} features with {expected} channels in "
-                             f"{'training' if self.training else 'eval'} mode, got {tuple(feats.shape)}")
+    def _check_inputs(self, feats: torch.Tensor, teacher_feats: torch.Tensor | None) -> None:
+        """The student's features in either mode; in training mode also its teacher and the
+        teacher's features of the same snippets (the same batch size and length)."""
+        if feats.dim() != 3 or feats.shape[1] != self.student_dim:
+            raise ValueError(f"the student expects student-only features with {self.student_dim} channels, "
+                             f"got {tuple(feats.shape)}")
         if not self.training:
-            return feats, None
-        return feats[:, : self.student_dim], feats[:, self.student_dim:]
-
-    def _teach(self, feats: torch.Tensor, masks: torch.Tensor) -> DetectorOutput:
+            return
         if self.teacher is None:
             raise RuntimeError("a student in training mode needs its teacher: call "
                                "attach_teacher(load_teacher(...)) first")
-        return self.teacher(feats, masks)
+        if teacher_feats is None:
+            raise ValueError(f"a student in training mode needs teacher_feats, the teacher's "
+                             f"{self.teacher_dim}-channel features of the same snippets")
+        expected = (feats.shape[0], self.teacher_dim, feats.shape[-1])
+        if tuple(teacher_feats.shape) != expected:
+            raise ValueError(f"teacher_feats of shape {tuple(teacher_feats.shape)}, expected {expected}")
+
+    def _teach(self, teacher_feats: torch.Tensor, masks: torch.Tensor) -> DetectorOutput:
+        return self.teacher(teacher_feats, masks)
 
 
+@register_model("conventional")
 class ConventionalKDStudent(DistillStudent):
-    """One ActionFormer on the student's features: ``hard_weight·L_det + teacher terms``."""
+    """One detector on the student's features: ``hard_weight·L_det + teacher terms``."""
 
     def __init__(self, cfg, num_classes: int):
         super().__init__(cfg, num_classes)
-        self.detector = build_detector_from_config(cfg, num_classes)
+        self.detector = build_detector(cfg, num_classes)
 
     @property
     def inference_detector(self) -> nn.Module:
@@ -171,22 +191,24 @@ class ConventionalKDStudent(DistillStudent):
     def loss_names(self) -> list[str]:
         return ["cls_loss", "reg_loss", "final_loss", *self.kd.names]
 
-    def forward(self, feats: torch.Tensor, masks: torch.Tensor) -> DetectorOutput:
-        student, teacher = self._split(feats)
-        out = self.detector(student, masks)
+    def forward(self, feats: torch.Tensor, masks: torch.Tensor,
+                teacher_feats: torch.Tensor | None = None) -> DetectorOutput:
+        self._check_inputs(feats, teacher_feats)
+        out = self.detector(feats, masks)
         if not self.training:
             return out
-        return _extend(out, teacher=self._teach(teacher, masks))
+        return _extend(out, teacher=self._teach(teacher_feats, masks))
 
     def losses(self, out: DistillOutput, gt_segments: list[torch.Tensor],
                gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         det = self.detector.losses(out, gt_segments, gt_labels)
         terms, teacher_loss = self.kd(out, out.teacher, gt_segments, gt_labels,
-                                      float(self.detector.criterion.normalizer))
+                                      self.detector.loss_normalizer)
         return {"cls_loss": det["cls_loss"], "reg_loss": det["reg_loss"], **terms,
                 "final_loss": self.hard_weight * det["final_loss"] + teacher_loss}
 
 
+@register_model("decomposed")
 class DecomposedStudent(DistillStudent):
     """Lee et al.'s dual-branch student (see the module docstring)."""
 
@@ -198,24 +220,28 @@ class DecomposedStudent(DistillStudent):
         self.detach_fusion_inputs = d.detach_fusion_inputs
         self.motion_weight = d.motion_weight
         self.joint_weight = d.joint_weight
-        # Appearance branch: P_A is this detector's projection; its encoder and neck are the
-        # A-path body, and its cls/reg heads are the heads both branches share.
-        self.appearance = build_detector_from_config(cfg, num_classes)
-        # Motion branch: P_M (and, with share "cls_reg", an encoder and neck) from an
-        # independently initialised detector whose own heads are not used.
-        donor = build_detector_from_config(cfg, num_classes)
-        self.motion_embed = donor.embed
+        spec = spec_from_config(cfg, num_classes)
+        with model_config_errors():
+            # Appearance branch: P_A is this detector's projection; its encoder and neck are
+            # the A-path body, and its cls/reg heads are the heads both branches share.
+            self.appearance = ActionFormer(spec)
+            # Motion branch: P_M (and, with share "cls_reg", an encoder and neck): the parts
+            # of a second, independently initialised detector. Its heads are not kept (both
+            # branches use the appearance heads); they are drawn all the same, so that a
+            # seed gives the initialisation it gave before the parts could be built alone.
+            motion = spec.build_parts()
+        self.motion_embed = motion.embed
         if self.share == "cls_reg":
-            self.motion_encoder = donor.encoder
-            self.motion_neck = donor.neck
+            self.motion_encoder = motion.encoder
+            self.motion_neck = motion.neck
         try:
             self.fusion = BranchFusion(d.fusion, cfg.model.embd_dim, cfg.model.n_head,
                                        d.laf_pooling, d.laf_window)
         except ValueError as err:
             raise RgbtadError(f"distill config: {err}") from None
-        self.joint = build_detector_from_config(cfg, num_classes, input_dim=cfg.model.embd_dim)
-        if self.fuse_at == "encoder":  # fused pyramids go straight to the joint neck and heads
-            del self.joint.embed, self.joint.encoder
+        joint = spec_from_config(cfg, num_classes, input_dim=cfg.model.embd_dim)
+        with model_config_errors():  # fused encoder pyramids go straight to a neck and heads
+            self.joint = PyramidHead(joint) if self.fuse_at == "encoder" else ActionFormer(joint)
 
     @property
     def inference_detector(self) -> nn.Module:
@@ -235,12 +261,13 @@ class DecomposedStudent(DistillStudent):
             a, m = a.detach(), m.detach()
         return self.fusion(a, m, mask)
 
-    def forward(self, feats: torch.Tensor, masks: torch.Tensor) -> DetectorOutput:
-        student, teacher = self._split(feats)
-        self.joint.check_length(student.shape[-1])
+    def forward(self, feats: torch.Tensor, masks: torch.Tensor,
+                teacher_feats: torch.Tensor | None = None) -> DetectorOutput:
+        self._check_inputs(feats, teacher_feats)
+        self.joint.check_length(feats.shape[-1])
         mask = masks.bool().unsqueeze(1)
-        a, _ = self.appearance.embed(student, mask)
-        m, _ = self.motion_embed(student, mask)
+        a, _ = self.appearance.embed(feats, mask)
+        m, _ = self.motion_embed(feats, mask)
         if self.fuse_at == "projection":
             joint = self.joint(self._fuse(a, m, mask), masks)
             if not self.training:
@@ -255,16 +282,16 @@ class DecomposedStudent(DistillStudent):
                 return joint
         appearance = self.appearance.predict(a_pyramid, level_masks)
         fpn_feats, fpn_masks = motion_neck(m_pyramid, level_masks)
-        motion = self.appearance.detect(fpn_feats, fpn_masks, m_pyramid)  # the shared heads
+        motion = self.appearance.run_heads(fpn_feats, fpn_masks, m_pyramid)  # the shared heads
         return _extend(joint, branches={"appearance": appearance, "motion": motion},
-                       teacher=self._teach(teacher, masks))
+                       teacher=self._teach(teacher_feats, masks))
 
     def losses(self, out: DistillOutput, gt_segments: list[torch.Tensor],
                gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         joint = self.joint.losses(out, gt_segments, gt_labels)
         app = self.appearance.losses(out.branches["appearance"], gt_segments, gt_labels)
         terms, teacher_loss = self.kd(out.branches["motion"], out.teacher, gt_segments, gt_labels,
-                                      float(self.appearance.criterion.normalizer))
+                                      self.appearance.loss_normalizer)
         final = (self.hard_weight * app["final_loss"] + self.motion_weight * teacher_loss
                  + self.joint_weight * joint["final_loss"])
         return {"cls_loss": joint["cls_loss"], "reg_loss": joint["reg_loss"],

@@ -1,14 +1,14 @@
 """Frozen teachers: any trained detector run (motion-only, two-stream, an imported official
 ActionFormer checkpoint, or an earlier distilled student) used read-only during training.
 
-`load_teacher` reads the run with `load_run` (EMA weights, eval mode), switches gradients
-off and wraps the model in a `FrozenTeacher`. A student holds its teacher as a plain
-attribute, not as a submodule, so the teacher is not in the student's ``state_dict``,
-parameters, optimizer groups, EMA or saved run directory; deep copies of the student (the
-EMA) share the teacher instead of copying it.
+`rgbtad.runs.teacher.load_teacher` reads the run directory (EMA weights, eval mode) and
+wraps the model in a `FrozenTeacher`, which switches gradients off. A student holds its
+teacher as a plain attribute, not as a submodule, so the teacher is not in the student's
+``state_dict``, parameters, optimizer groups, EMA or saved run directory; deep copies of
+the student (the EMA) share the teacher instead of copying it.
 
-The teacher runs on the fly, under ``no_grad`` and in eval mode, on the same crop as the
-student. Its outputs are not cached: a training crop is random, and the teacher's outputs
+The teacher runs on the fly, under ``no_grad`` and in eval mode, on its own features of the
+same crop as the student's (the batch field ``teacher_feats``). Its outputs are not cached: a training crop is random, and the teacher's outputs
 on a crop are not a slice of its outputs on the whole video (local attention windows and
 pyramid downsampling see the crop's borders), so a cache would have to be keyed on the
 crop and would rarely be hit. The extra forward pass without gradients costs about half of
@@ -22,16 +22,15 @@ from pathlib import Path
 
 import torch
 
-from rgbtad.detection.model import DetectorOutput
-from rgbtad.core.errors import RgbtadError
+from rgbtad.detection.protocol import Detector, DetectorOutput
 
-__all__ = ["FrozenTeacher", "load_teacher"]
+__all__ = ["FrozenTeacher"]
 
 
 class FrozenTeacher:
     """A trained detector that only ever predicts: eval mode, no gradients."""
 
-    def __init__(self, model: torch.nn.Module, run_dir: str | Path, input_dim: int, feat_dim: int):
+    def __init__(self, model: Detector, run_dir: str | Path, input_dim: int, feat_dim: int):
         self.model = model.eval()
         for param in self.model.parameters():
             param.requires_grad_(False)
@@ -53,21 +52,3 @@ class FrozenTeacher:
     def __call__(self, feats: torch.Tensor, masks: torch.Tensor) -> DetectorOutput:
         self.model.eval()
         return self.model(feats, masks)
-
-
-def load_teacher(cfg, class_names: list[str], device: str | torch.device = "cpu") -> FrozenTeacher:
-    """The teacher named by ``cfg.distill.teacher_run``, checked against the student's
-    classes (same names, same order); `DistillStudent.attach_teacher` checks the rest."""
-    from rgbtad.runs.run_dir import load_run
-
-    run_dir = cfg.distill.teacher_run
-    if not run_dir:
-        raise RgbtadError(f"config key 'distill.teacher_run' is not set "
-                          f"(distill.method is '{cfg.distill.method}')")
-    teacher_cfg, teacher_classes, model = load_run(run_dir, device)
-    if list(teacher_classes) != list(class_names):
-        raise RgbtadError(
-            f"{run_dir}: the teacher's {len(teacher_classes)} classes differ from the student's "
-            f"{len(class_names)} (names and order must match)"
-        )
-    return FrozenTeacher(model, run_dir, teacher_cfg.data.input_dim, teacher_cfg.model.fpn_dim)

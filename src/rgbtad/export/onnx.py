@@ -7,18 +7,19 @@ backbone (snippets -> features), for ONNX Runtime.
 longer videos, the next multiple of the detector's ``max_div_factor`` (both are in the
 metadata). Outputs, per pyramid level ``l`` (finest first): ``cls_logits_l`` (``1 x T_l x
 K``), ``offsets_l`` (``1 x T_l x 2``) and ``masks_l`` (bool ``1 x T_l``): the fields of
-`rgbtad.detection.model.DetectorOutput`. Decoding and soft-NMS stay outside the graph:
+`rgbtad.detection.protocol.DetectorOutput`. Decoding and soft-NMS stay outside the graph:
 `OrtDetector` turns the outputs back into a ``DetectorOutput`` (the pyramid points are
 rebuilt from the per-level stride and regression range stored in the metadata) and the
 run's own ``model.postprocess`` makes the detections, so PyTorch and ONNX Runtime share every
 line of post-processing.
 
-Local (windowed) attention is written in the PyTorch model with strided views
+Local (windowed) attention is computed in the PyTorch model with strided views
 (``unfold`` / ``as_strided``) that the ONNX exporter cannot express for a dynamic length.
-During export every `ConvAttention` computes its band with ``2w + 1`` shifted slices
-instead: the same scores, masks and softmax, summed in another order (differences of a few
-1e-6). Nothing else changes, so any model whose eval-mode ``forward(feats, masks)`` returns a
-``DetectorOutput`` exports (plain ActionFormer runs and distilled students alike).
+During export every `ConvAttention` runs in its ``"shifted"`` mode instead
+(`rgbtad.detection.attention.local_attention_mode`): ``2w + 1`` shifted slices, the same
+scores, masks and softmax, summed in another order (differences of a few 1e-6). Nothing else
+changes, so any `rgbtad.detection.protocol.Detector` exports (plain ActionFormer runs and
+distilled students alike): its eval-mode ``forward(feats, masks)``.
 
 **Backbone graph** (``OUT.backbone.onnx``, with ``with_backbone``). Input ``snippets``
 (float32 ``B x 3 x N x H x W``, normalized with the backbone's mean and std), output
@@ -33,21 +34,20 @@ The exporter is PyTorch's TorchScript-based one (``dynamo=False``), which needs 
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import logging
-import types
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rgbtad.core.errors import RgbtadError
+from rgbtad.detection.attention import local_attention_mode
+from rgbtad.detection.protocol import DetectorOutput
 
 log = logging.getLogger(__name__)
 
@@ -55,55 +55,7 @@ FORMAT = "rgbtad-onnx-detector-1"
 BACKBONE_FORMAT = "rgbtad-onnx-backbone-1"
 OPSET = 17
 TOLERANCE = 1e-4
-
-
-# --------------------------------------------------------------------------- export-friendly attention
-
-
-def _banded_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                      kv_mask: torch.Tensor) -> torch.Tensor:
-    """`ConvAttention._local` with shifted slices instead of strided views (module doc)."""
-    from rgbtad.detection.blocks import MASKED_KEY_OFFSET
-
-    b, c, length = q.shape
-    h, d, w = self.num_heads, self.head_dim, self.half
-    width = 2 * w + 1
-    q = self._heads(q).reshape(b * h, length, d) * self.scale
-    k = F.pad(self._heads(k).reshape(b * h, length, d), (0, 0, w, w))
-    v = F.pad(self._heads(v).reshape(b * h, length, d), (0, 0, w, w))
-    # slot j of query t looks at key t + j - w
-    att = torch.stack([(q * k[:, j:j + length]).sum(-1) for j in range(width)], -1)
-    att = att.view(b, h, length, width)
-    inside = F.pad(torch.ones_like(kv_mask, dtype=q.dtype), (w, w))  # B x 1 x (T + 2w)
-    inside = torch.stack([inside[:, :, j:j + length] for j in range(width)], -1)
-    att = att.masked_fill(inside == 0, float("-inf"))
-    if self.rel_pos is not None:
-        att = att + self.rel_pos[None, :, None, :]
-    padded_key = torch.logical_not(kv_mask)
-    key_offset = F.pad(padded_key.to(q.dtype).masked_fill(padded_key, MASKED_KEY_OFFSET), (w, w))
-    att = att + torch.stack([key_offset[:, :, j:j + length] for j in range(width)], -1)
-    att = F.softmax(att, dim=-1)
-    att = att.masked_fill(torch.logical_not(kv_mask)[:, :, :, None], 0.0)
-    att = att.reshape(b * h, length, width)
-    out = att[:, :, 0:1] * v[:, 0:length]
-    for j in range(1, width):
-        out = out + att[:, :, j:j + 1] * v[:, j:j + length]
-    return out.view(b, h, length, d).transpose(2, 3).reshape(b, c, length)
-
-
-@contextlib.contextmanager
-def onnx_friendly(model: nn.Module):
-    """Within the block, every windowed `ConvAttention` of `model` uses `_banded_attention`."""
-    from rgbtad.detection.blocks import ConvAttention
-
-    patched = [m for m in model.modules() if isinstance(m, ConvAttention)]
-    for module in patched:
-        module._local = types.MethodType(_banded_attention, module)
-    try:
-        yield model
-    finally:
-        for module in patched:
-            module.__dict__.pop("_local", None)
+EXPORT_ATTENTION = "shifted"  # the ConvAttention mode the exporter can express (module doc)
 
 
 class _DetectorGraph(nn.Module):
@@ -171,8 +123,6 @@ class OrtDetector:
             raise RgbtadError(f"{self.path}: exported from another detector architecture than the run's")
 
     def __call__(self, feats: torch.Tensor, masks: torch.Tensor):
-        from rgbtad.detection.model import DetectorOutput
-
         outputs = self.session.run(None, {"feats": feats.detach().float().cpu().numpy(),
                                           "masks": masks.detach().bool().cpu().numpy()})
         n = len(self.levels)
@@ -279,7 +229,8 @@ def export_detector(model: nn.Module, out_path: str | Path, *, input_dim: int, n
     axes = {"feats": {2: "length"}, "masks": {1: "length"}}
     axes.update({name: {1: f"length_{name.rsplit('_', 1)[1]}"} for name in names})
     graph = _DetectorGraph(model).eval()  # the exporter restores the wrapper's mode afterwards
-    with atomic_path(out_path, suffix=".tmp.onnx") as tmp, onnx_friendly(model), warnings.catch_warnings():
+    with atomic_path(out_path, suffix=".tmp.onnx") as tmp, local_attention_mode(model, EXPORT_ATTENTION), \
+            warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with torch.no_grad():
             torch.onnx.export(graph, (feats, masks), str(tmp), dynamo=False, input_names=["feats", "masks"],
@@ -345,8 +296,13 @@ def quantize_backbone(fp32_path: str | Path, out_path: str | Path, calibration: 
     the min/max over the `calibration` input batches, the backbone's inputs as extraction
     feeds them). Returns the relative error of the int8 features on those batches,
     ``||int8 - fp32|| / ||fp32||``, also recorded in the graph's metadata."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quant_pre_process,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     from rgbtad.core.atomic import atomic_path
 
@@ -428,8 +384,8 @@ def export_run(run_dir: str | Path, out_path: str | Path, *, with_backbone: bool
     import itertools
     import tempfile
 
-    from rgbtad.runs.run_dir import load_backbone_spec, load_run
     from rgbtad.features.extract import load_backbone, snippet_encoder
+    from rgbtad.runs.run_dir import load_backbone_spec, load_run
 
     out_path = Path(out_path)
     if out_path.suffix.lower() != ".onnx":

@@ -46,13 +46,13 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from rgbtad.core.errors import RgbtadError
-from rgbtad.core.device import resolve_device
-from rgbtad.core.batch import BatchReport, failure_message, resolve_shard, select_shard
-from rgbtad.core.precision import autocast, resolve_precision
 from rgbtad.core.atomic import write_json, write_npy
-from rgbtad.video.decode import VideoReader, video_stem
+from rgbtad.core.batch import BatchReport, failure_message, resolve_shard, select_shard
+from rgbtad.core.device import resolve_device
+from rgbtad.core.errors import RgbtadError
+from rgbtad.core.precision import autocast, resolve_precision
 from rgbtad.motion.flow import motion_chunks
+from rgbtad.video.decode import VideoReader, video_stem
 from rgbtad.video.sampling import iter_snippets, num_snippets, pad_snippet
 from rgbtad.video.snippets import SnippetSpec, normalize
 

@@ -1,10 +1,11 @@
-"""Student and teacher features of the same snippets, side by side, for distillation.
+"""Student and teacher features of the same snippets, for distillation.
 
 `PairedFeatureStore` offers the part of the `FeatureStore` interface that `FeatureDataset`
-uses (``root``, ``path``, ``exists``, ``load``). ``load`` returns the student's features and
-the teacher's concatenated along channels, ``[student | teacher]``, so that truncation,
-cropping, downsampling and padding cut both in exactly the same way; the student model
-splits them again after ``data.input_dim`` channels.
+uses (``root``, ``path``, ``exists``, ``load``); its ``load`` returns a `FeaturePair`, the
+student's and the teacher's features of a video cut to the same snippets. The dataset turns
+the teacher's into their own item and batch field, ``teacher_feats``, which truncation,
+cropping, downsampling and padding cut exactly as the student's ``feats``; the trainer
+passes them to the student's training forward (``Detector.training_inputs``).
 
 Only training reads pairs (`training_store`). Validation and `rgbtad infer` read the
 student's store alone, so a distilled student never needs motion features.
@@ -18,19 +19,27 @@ dropped. A larger difference is an error that names both files.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from rgbtad.features.store import FeatureStore
 from rgbtad.core.errors import RgbtadError
+from rgbtad.features.store import FeatureStore
 
-__all__ = ["MAX_LENGTH_DIFFERENCE", "PairedFeatureStore", "teacher_store", "training_store"]
+__all__ = ["MAX_LENGTH_DIFFERENCE", "FeaturePair", "PairedFeatureStore", "teacher_store", "training_store"]
 
 MAX_LENGTH_DIFFERENCE = 2  # snippets
 
 
+class FeaturePair(NamedTuple):
+    """``T x C_student`` and ``T x C_teacher`` float32 features of the same T snippets."""
+
+    student: np.ndarray
+    teacher: np.ndarray
+
+
 class PairedFeatureStore:
-    """Concatenated ``[student | teacher]`` features of each video (see the module docstring)."""
+    """The student's and the teacher's features of each video (see the module docstring)."""
 
     def __init__(self, student: FeatureStore, teacher: FeatureStore):
         self.student = student
@@ -53,8 +62,8 @@ class PairedFeatureStore:
             return self.teacher.path(video_id)
         return self.student.path(video_id)
 
-    def load(self, video_id: str) -> np.ndarray:
-        """``T x (C_student + C_teacher)`` float32, both cut to the shorter of the two."""
+    def load(self, video_id: str) -> FeaturePair:
+        """Both features, cut to the shorter of the two."""
         student = self.student.load(video_id)
         teacher = self.teacher.load(video_id)
         length = min(len(student), len(teacher))
@@ -64,7 +73,7 @@ class PairedFeatureStore:
                 f"{self.teacher.path(video_id)} has {len(teacher)}: student and teacher "
                 f"features must cover the same snippets"
             )
-        return np.concatenate([student[:length], teacher[:length]], axis=1)
+        return FeaturePair(student[:length], teacher[:length])
 
 
 def teacher_store(cfg) -> FeatureStore:

@@ -81,8 +81,8 @@ class Detector:
     def __init__(self, *, cfg, class_names: list[str], model: torch.nn.Module, backbone: torch.nn.Module,
                  spec: dict, device: torch.device, forward=None, batch_size: int = 8,
                  precision: str = "auto", progress: bool = False, run_dir: Path | None = None):
-        from rgbtad.features.store import parse_channels
         from rgbtad.features.extract import snippet_encoder
+        from rgbtad.features.store import parse_channels
 
         self.cfg = cfg
         self.class_names = list(class_names)
@@ -121,8 +121,8 @@ class Detector:
         ``fp32`` or ``bf16``; it need not be the one the training features were made with
         (bf16 and fp32 features agree to about 1e-2)."""
         from rgbtad.core.device import resolve_device
-        from rgbtad.runs.run_dir import load_backbone_spec, load_run
         from rgbtad.features.extract import load_backbone
+        from rgbtad.runs.run_dir import load_backbone_spec, load_run
 
         run_dir = Path(run_dir)
         if not run_dir.is_dir():

@@ -13,14 +13,14 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from rgbtad.core.device import resolve_device
+from rgbtad.core.errors import RgbtadError
 from rgbtad.data.annotations import AnnotationSet, load_annotations
 from rgbtad.data.batching import pad_batch
 from rgbtad.data.datasets import FeatureDataset
-from rgbtad.features.store import FeatureStore
 from rgbtad.data.results import write_results_json
-from rgbtad.core.device import resolve_device
+from rgbtad.features.store import FeatureStore
 from rgbtad.runs.run_dir import load_run
-from rgbtad.core.errors import RgbtadError
 
 log = logging.getLogger(__name__)
 

@@ -35,11 +35,11 @@ from typing import Iterator
 
 import numpy as np
 
-from rgbtad.core.errors import RgbtadError
-from rgbtad.core.batch import BatchReport, failure_message, select_shard
 from rgbtad.core.atomic import atomic_path, write_json
-from rgbtad.video.decode import Size, VideoReader, probe, resampled_count, video_stem
+from rgbtad.core.batch import BatchReport, failure_message, select_shard
+from rgbtad.core.errors import RgbtadError
 from rgbtad.motion.flow import MOTION_METHODS, motion_chunks, quantize_flow
+from rgbtad.video.decode import Size, VideoReader, probe, resampled_count, video_stem
 from rgbtad.video.snippets import DEFAULT_FLOW_BOUND, DIS_PRESETS, SnippetSpec
 
 log = logging.getLogger(__name__)

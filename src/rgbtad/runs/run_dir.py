@@ -25,10 +25,11 @@ from pathlib import Path
 import torch
 
 from rgbtad.config import Config, load_config, save_config
-from rgbtad.core.errors import RgbtadError
 from rgbtad.core.atomic import atomic_path, write_json
+from rgbtad.core.errors import RgbtadError
 from rgbtad.core.jsonio import read_json_file
 from rgbtad.core.torchio import load_torch_file
+from rgbtad.distill import build_model  # the registry's, with the students registered
 from rgbtad.video.snippets import SnippetSpec
 
 CONFIG_FILE = "config.yaml"
@@ -42,27 +43,29 @@ RUN_ENTRIES = (CONFIG_FILE, CLASSES_FILE, MODEL_FILE, BACKBONE_FILE, BACKBONE_WE
                "checkpoints", "logs")
 
 
-def run_entries(run_dir: str | Path) -> list[str]:
-    """The entries of the run layout that `run_dir` holds (an empty sub-folder holds nothing)."""
+def run_entries(run_dir: str | Path, entries: tuple[str, ...] = RUN_ENTRIES) -> list[str]:
+    """The entries of the run layout (`entries`: another layout's, e.g. a backbone run's) that
+    `run_dir` holds (an empty sub-folder holds nothing)."""
     run_dir = Path(run_dir)
-    return [name for name in RUN_ENTRIES if (run_dir / name).is_file()
+    return [name for name in entries if (run_dir / name).is_file()
             or ((run_dir / name).is_dir() and any((run_dir / name).iterdir()))]
 
 
-def check_no_run(run_dir: str | Path, hint: str = "use --overwrite to replace it, or another --out") -> None:
+def check_no_run(run_dir: str | Path, hint: str = "use --overwrite to replace it, or another --out",
+                 entries: tuple[str, ...] = RUN_ENTRIES) -> None:
     """Refuse to write a new run into a folder that holds another one (changing nothing)."""
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RgbtadError(f"{run_dir}: exists and is not a folder")
-    found = run_entries(run_dir)
+    found = run_entries(run_dir, entries)
     if found:
         raise RgbtadError(f"{run_dir}: already holds a run ({', '.join(found)}); {hint}")
 
 
-def clear_run(run_dir: str | Path) -> None:
+def clear_run(run_dir: str | Path, entries: tuple[str, ...] = RUN_ENTRIES) -> None:
     """Remove the run layout's entries from `run_dir` (what --overwrite replaces); other
     files in the folder are not the run's and stay."""
-    for name in RUN_ENTRIES:
+    for name in entries:
         path = Path(run_dir) / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -83,8 +86,6 @@ def save_run(run_dir: str | Path, cfg: Config, class_names: list[str], model_sta
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu"):
     """Return (config, class_names, detector in eval mode on `device`). A distilled
     student is built without its teacher: it predicts from the student's features alone."""
-    from rgbtad.distill import build_model
-
     run_dir = Path(run_dir)
     for name in (CONFIG_FILE, CLASSES_FILE, MODEL_FILE):
         if not (run_dir / name).is_file():

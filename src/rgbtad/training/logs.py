@@ -30,20 +30,17 @@ class CsvLog:
 
 
 class TrainingLogger:
-    """logs/train.csv (every `log_every` iterations), logs/val.csv (each evaluation) and
-    TensorBoard scalars under logs/tensorboard."""
+    """logs/train.csv (every `log_every` iterations: epoch, step, lr and the task's losses),
+    logs/val.csv (each evaluation: epoch and the task's metrics) and TensorBoard scalars under
+    logs/tensorboard (train/<loss>, train/lr, val/<metric>)."""
 
-    LOSSES = ["cls_loss", "reg_loss", "final_loss"]
-
-    def __init__(self, log_dir: Path, tiou: list[float], start_epoch: int, start_step: int,
-                 extra_losses: list[str] | None = None):
+    def __init__(self, log_dir: Path, metric_names: list[str], start_epoch: int, start_step: int,
+                 losses: list[str]):
         log_dir.mkdir(parents=True, exist_ok=True)
-        self.losses = self.LOSSES + [n for n in (extra_losses or []) if n not in self.LOSSES]
+        self.losses = list(losses)
+        self.metric_names = list(metric_names)
         self.train_csv = CsvLog(log_dir / "train.csv", ["epoch", "step", "lr", *self.losses], start_epoch)
-        self.tiou = tiou
-        self.val_csv = CsvLog(
-            log_dir / "val.csv", ["epoch", *[f"mAP@{t:g}" for t in tiou], "average_mAP"], start_epoch
-        )
+        self.val_csv = CsvLog(log_dir / "val.csv", ["epoch", *self.metric_names], start_epoch)
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:  # tensorboard is a pinned dependency; tolerate its absence anyway
@@ -58,14 +55,11 @@ class TrainingLogger:
             for name, value in losses.items():
                 self.tb.add_scalar(f"train/{name}", value, step)
 
-    def log_val(self, epoch: int, step: int, mAP: list[float], average: float) -> None:
-        row = {"epoch": epoch, "average_mAP": average}
-        row.update({f"mAP@{t:g}": m for t, m in zip(self.tiou, mAP)})
-        self.val_csv.append(row)
+    def log_val(self, epoch: int, step: int, metrics: dict[str, float]) -> None:
+        self.val_csv.append({"epoch": epoch, **metrics})
         if self.tb is not None:
-            self.tb.add_scalar("val/average_mAP", average, step)
-            for t, m in zip(self.tiou, mAP):
-                self.tb.add_scalar(f"val/mAP@{t:g}", m, step)
+            for name in self.metric_names:
+                self.tb.add_scalar(f"val/{name}", metrics[name], step)
 
     def close(self) -> None:
         if self.tb is not None:

@@ -1,11 +1,11 @@
-"""Detector training: the ActionFormer recipe with checkpoints, exact resume and DDP.
+"""Detector training: the ActionFormer recipe as a task of the one training engine.
 
 One epoch = one pass over the (randomly truncated) training videos. Every iteration: pad
-the batch to `max_seq_len`, forward, focal + DIoU losses, backward, gradient clipping,
-AdamW step, per-iteration LR schedule, EMA update. At the end of an epoch a resumable
-checkpoint holds the raw and EMA weights, optimizer, scheduler and RNG states, so
-`--resume` continues exactly where an interrupted run stopped (at the last finished epoch):
-the data order and augmentation depend only on (seed, epoch).
+the batch to `max_seq_len`, forward, the detector's losses (focal + DIoU, plus a student's
+distillation terms), backward, gradient clipping, AdamW step, per-iteration LR schedule,
+EMA update (`rgbtad.training.engine`, which also writes the resumable checkpoints and the
+logs). The data order and augmentation depend only on (seed, epoch), so `--resume` continues
+exactly where an interrupted run stopped (at the last finished epoch).
 """
 
 from __future__ import annotations
@@ -17,47 +17,31 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from rgbtad.config import Config, load_config, save_config
+from rgbtad.core.atomic import write_json
+from rgbtad.core.errors import RgbtadError
 from rgbtad.data.annotations import AnnotationSet, load_annotations
 from rgbtad.data.batching import make_loader, pad_batch, set_loader_epoch
 from rgbtad.data.datasets import FeatureDataset
-from rgbtad.features.store import FeatureStore
+from rgbtad.distill import build_model  # the registry's, with the students registered
 from rgbtad.features.paired import training_store
-from rgbtad.distill import build_model, load_teacher
-from rgbtad.training import distributed
+from rgbtad.features.store import FeatureStore
 from rgbtad.inference.predict import predict
-from rgbtad.training.logs import TrainingLogger
-from rgbtad.training.optim import ModelEma, make_optimizer, make_scheduler
-from rgbtad.runs.run_dir import (CONFIG_FILE, attach_backbone, check_no_run, clear_run, run_entries,
-                                   save_run)
-from rgbtad.core.errors import RgbtadError
-from rgbtad.core.atomic import atomic_path, write_json
-from rgbtad.core.torchio import load_torch_file
+from rgbtad.runs.run_dir import CONFIG_FILE, attach_backbone, check_no_run, clear_run, run_entries, save_run
+from rgbtad.runs.teacher import load_teacher
+from rgbtad.training import distributed
+from rgbtad.training.engine import CHECKPOINT, Engine, EngineSettings, read_checkpoint
+from rgbtad.training.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoints/last.pt"
-_CHECKPOINT_KEYS = ("epoch", "model", "ema", "optimizer", "scheduler", "rng")  # see _save_checkpoint
 
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _rng_state() -> dict:
-    return {"python": random.getstate(), "numpy": np.random.get_state(),
-            "torch": torch.get_rng_state()}
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
 
 
 def _check_resume_config(cfg: Config, run_dir: Path) -> None:
@@ -69,14 +53,6 @@ def _check_resume_config(cfg: Config, run_dir: Path) -> None:
         raise RgbtadError(
             f"{run_dir / CONFIG_FILE}: --resume with a different config (changed: {', '.join(diffs)})"
         )
-
-
-def _read_checkpoint(path: Path) -> dict:
-    state = load_torch_file(path, "training checkpoint")
-    missing = [key for key in _CHECKPOINT_KEYS if not isinstance(state, dict) or key not in state]
-    if missing:
-        raise RgbtadError(f"{path}: not a training checkpoint of rgbtad (missing {', '.join(missing)})")
-    return state
 
 
 def _interrupted_start(cfg: Config, run_dir: Path) -> bool:
@@ -148,25 +124,70 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: 
         if not checkpoint_path.is_file():
             raise RgbtadError(f"{run_dir}: nothing to resume (no {CHECKPOINT})")
         _check_resume_config(cfg, run_dir)
-        state = _read_checkpoint(checkpoint_path)
+        state = read_checkpoint(checkpoint_path)
     elif not overwrite and not _interrupted_start(cfg, run_dir):
         check_no_run(run_dir, "use --resume to continue its training, --overwrite to replace it, or another --out")
     distributed.barrier(dist)  # every process has checked the folder before the main one writes
 
+    annotations, class_names, num_classes = _classes(cfg)
+    loader = _training_loader(cfg, annotations, class_names, dist)
+    iters_per_epoch = len(loader)
+    # the validation split and its feature files, checked now rather than after the last epoch
+    _validation_set(cfg, annotations, class_names).warn_long_features()
+
+    seed_everything(cfg.train.seed)
+    model = build_model(cfg, num_classes).to(dist.device)
+    if cfg.distill.method != "none":  # the frozen teacher is not part of the model, its EMA or its run
+        # before the EMA copy: a student may start from its teacher's weights (C2MS)
+        model.attach_teacher(load_teacher(cfg, class_names, dist.device))
+    task = DetectorTask(cfg, model, loader, annotations, class_names, dist.device, progress)
+    optimizer = make_optimizer(model, cfg.train)
+    scheduler = make_scheduler(optimizer, cfg.train, iters_per_epoch)
+    t = cfg.train
+    settings = EngineSettings(epochs=t.epochs + t.warmup_epochs, clip_grad_l2norm=t.clip_grad_l2norm,
+                              ema_decay=t.ema_decay, checkpoint_every=t.checkpoint_every, eval_every=t.eval_every,
+                              log_every=t.log_every, progress=progress)
+    engine = Engine(task, optimizer, scheduler, settings, run_dir, dist)
+    if resume:
+        engine.resume(state)
+    elif dist.is_main:
+        clear_run(run_dir)  # a new run: what the checks above let through is not kept
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / CONFIG_FILE)
+    engine.fit()
+
+    summary = {"epochs": settings.epochs}
+    if dist.is_main:
+        save_run(run_dir, cfg, class_names, engine.final_model.state_dict(),
+                 model.state_dict() if engine.ema is not None else None)
+        attach_backbone(run_dir, cfg.data.features)  # what `rgbtad detect` needs, when known
+        summary.update(task.last_metrics.to_json())
+        write_json(run_dir / "summary.json", summary)
+    distributed.teardown(dist)
+    return summary
+
+
+def _classes(cfg: Config) -> tuple[AnnotationSet, list[str], int]:
+    """(annotations, the detector's class names, its number of classes)."""
     if not cfg.data.annotations:  # else read as the current folder
         raise RgbtadError("config key 'data.annotations' is not set (an annotation file or BSN folder)")
     annotations = load_annotations(cfg.data.annotations)
     class_names = list(annotations.class_names)
     num_classes = cfg.model.num_classes or len(class_names)
     # num_classes 1 over a multi-class file: class-agnostic detection (ActivityNet proposals)
-    class_agnostic = num_classes == 1 and len(class_names) > 1
-    if class_agnostic:
+    if num_classes == 1 and len(class_names) > 1:
         class_names = ["action"]
     elif num_classes != len(class_names):
         raise RgbtadError(
             f"{cfg.data.annotations}: has {len(class_names)} classes but model.num_classes is {num_classes}"
         )
-    # distillation: [student | teacher] features of the same snippets (validation reads the student's only)
+    return annotations, class_names, num_classes
+
+
+def _training_loader(cfg: Config, annotations: AnnotationSet, class_names: list[str], dist):
+    """The training batches of this process (its share of `train.batch_size` under DDP)."""
+    class_agnostic = len(class_names) == 1 and len(annotations.class_names) > 1
+    # distillation: items carry the teacher's features too, teacher_feats (validation reads the student's only)
     train_set = FeatureDataset(annotations.split(cfg.data.train_split), training_store(cfg), cfg.data,
                                training=True, class_names=class_names, seed=cfg.train.seed,
                                class_agnostic=class_agnostic)
@@ -179,116 +200,77 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: 
     loader = make_loader(train_set, batch_size=cfg.train.batch_size // dist.world_size, shuffle=True,
                          seed=cfg.train.seed, num_workers=cfg.data.num_workers,
                          distributed=dist.enabled, drop_last=True)
-    iters_per_epoch = len(loader)
-    if iters_per_epoch == 0:
+    if len(loader) == 0:
         raise RgbtadError(
             f"split '{cfg.data.train_split}' has {len(train_set)} videos, fewer than one batch of {cfg.train.batch_size}"
         )
-    # the validation split and its feature files, checked now rather than after the last epoch
-    _validation_set(cfg, annotations, class_names).warn_long_features()
-
-    seed_everything(cfg.train.seed)
-    model = build_model(cfg, num_classes).to(dist.device)
-    if cfg.distill.method != "none":  # the frozen teacher is not part of the model, its EMA or its run
-        # before the EMA copy: a student may start from its teacher's weights (C2MS)
-        model.attach_teacher(load_teacher(cfg, class_names, dist.device))
-    ema = ModelEma(model, cfg.train.ema_decay) if cfg.train.ema_decay > 0 else None
-    optimizer = make_optimizer(model, cfg.train)
-    scheduler = make_scheduler(optimizer, cfg.train, iters_per_epoch)
-    total_epochs = cfg.train.epochs + cfg.train.warmup_epochs
-    start_epoch = 0
-    if resume:
-        model.load_state_dict(state["model"])
-        if ema is not None:
-            ema.module.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
-        start_epoch = state["epoch"] + 1
-        log.info("resuming %s at epoch %d of %d", run_dir, start_epoch + 1, total_epochs)
-    elif dist.is_main:
-        clear_run(run_dir)  # a new run: what the checks above let through is not kept
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / CONFIG_FILE)
-
-    net = DistributedDataParallel(model) if dist.enabled else model
-    logger = TrainingLogger(run_dir / "logs", cfg.test.tiou_thresholds, start_epoch,
-                            start_epoch * iters_per_epoch,
-                            extra_losses=list(model.loss_names)) if dist.is_main else None
-    metrics = None
-    try:
-        for epoch in range(start_epoch, total_epochs):
-            _train_one_epoch(net, model, ema, optimizer, scheduler, loader, train_set, cfg, epoch, progress,
-                             iters_per_epoch, dist, logger)
-            last = epoch == total_epochs - 1
-            eval_now = last or (cfg.train.eval_every > 0 and (epoch + 1) % cfg.train.eval_every == 0)
-            # the checkpoint first: an evaluation that fails does not lose the epoch
-            if dist.is_main and (last or (epoch + 1) % max(cfg.train.checkpoint_every, 1) == 0):
-                _save_checkpoint(checkpoint_path, epoch, model, ema, optimizer, scheduler)
-            if dist.is_main and eval_now:
-                eval_model = ema.module if ema is not None else model
-                _, metrics = evaluate_model(eval_model, cfg, annotations, class_names, dist.device, progress)
-                logger.log_val(epoch, (epoch + 1) * iters_per_epoch, list(metrics.mAP),
-                               float(metrics.average_mAP))
-                log.info("epoch %d: average mAP %.2f", epoch + 1, 100 * metrics.average_mAP)
-            distributed.barrier(dist)
-    finally:
-        if logger is not None:
-            logger.close()
-
-    summary = {"epochs": total_epochs}
-    if dist.is_main:
-        final = ema.module if ema is not None else model
-        if metrics is None:  # resumed after the last epoch's checkpoint: nothing was trained
-            _, metrics = evaluate_model(final, cfg, annotations, class_names, dist.device, progress)
-        save_run(run_dir, cfg, class_names, final.state_dict(),
-                 model.state_dict() if ema is not None else None)
-        attach_backbone(run_dir, cfg.data.features)  # what `rgbtad detect` needs, when known
-        summary.update(metrics.to_json())
-        write_json(run_dir / "summary.json", summary)
-    distributed.teardown(dist)
-    return summary
+    return loader
 
 
-def _train_one_epoch(net, model, ema, optimizer, scheduler, loader, train_set, cfg: Config,
-                     epoch: int, progress: bool, iters_per_epoch: int, dist, logger) -> None:
-    net.train()
-    set_loader_epoch(loader, epoch)
-    total_epochs = cfg.train.epochs + cfg.train.warmup_epochs
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{total_epochs}", unit="it", leave=False,
-               disable=not (dist.is_main and progress))
-    for index, batch in enumerate(bar):
-        step = epoch * iters_per_epoch + index
+def loss_names(model) -> list[str]:
+    """The logged losses: ActionFormer's three, then a student's own."""
+    base = ["cls_loss", "reg_loss", "final_loss"]
+    return base + [name for name in model.loss_names if name not in base]
+
+
+def metric_names(cfg: Config) -> list[str]:
+    return [f"mAP@{t:g}" for t in cfg.test.tiou_thresholds] + ["average_mAP"]
+
+
+def metric_values(cfg: Config, metrics) -> dict[str, float]:
+    values = [float(v) for v in metrics.mAP] + [float(metrics.average_mAP)]
+    return dict(zip(metric_names(cfg), values))
+
+
+def _training_inputs(model, batch: dict, cfg: Config, device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch fields the model's training forward reads besides the features
+    (``Detector.training_inputs``: a student's ``teacher_feats``), padded as the features."""
+    inputs = {}
+    for name in model.training_inputs:
+        if name not in batch:
+            raise RgbtadError(f"the model trains on '{name}' but the training data has none "
+                              f"(distill.method is '{cfg.distill.method}')")
+        padded, _ = pad_batch(batch[name], max_seq_len=cfg.data.max_seq_len,
+                              max_div_factor=model.max_div_factor, training=True)
+        inputs[name] = padded.to(device)
+    return inputs
+
+
+class DetectorTask:
+    """A detector (or distillation student) as a task of the training engine."""
+
+    def __init__(self, cfg: Config, model, loader, annotations: AnnotationSet, class_names: list[str],
+                 device: torch.device, progress: bool):
+        self.cfg, self.model, self.loader = cfg, model, loader
+        self.annotations, self.class_names, self.device, self.progress = annotations, class_names, device, progress
+        self.loss_names = loss_names(model)
+        self.metric_names = metric_names(cfg)
+        self.last_metrics = None
+
+    def steps_per_epoch(self) -> int:
+        return len(self.loader)
+
+    def batches(self, epoch: int):
+        set_loader_epoch(self.loader, epoch)
+        return self.loader
+
+    def losses(self, net, batch: dict) -> dict[str, torch.Tensor]:
+        cfg, model, device = self.cfg, self.model, self.device
         feats, masks = pad_batch(batch["feats"], max_seq_len=cfg.data.max_seq_len,
                                  max_div_factor=model.max_div_factor, training=True)
-        outputs = net(feats.to(dist.device), masks.to(dist.device))
-        losses = model.losses(outputs, [s.to(dist.device) for s in batch["segments"]],
-                              [l.to(dist.device) for l in batch["labels"]])
-        optimizer.zero_grad(set_to_none=True)
-        losses["final_loss"].backward()
-        if cfg.train.clip_grad_l2norm > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_grad_l2norm)
-        optimizer.step()
-        scheduler.step()
-        if ema is not None:
-            ema.update(model)
-        if not torch.isfinite(losses["final_loss"]):
-            raise RuntimeError(f"loss became {losses['final_loss'].item()} at epoch {epoch + 1}, step {step}")
-        if logger is not None and (step % max(cfg.train.log_every, 1) == 0 or index == iters_per_epoch - 1):
-            # the main process logs its own losses (no extra collective per step)
-            values = {k: float(v.detach()) for k, v in losses.items()}
-            logger.log_train(epoch, step, scheduler.get_last_lr()[0], values)
-            bar.set_postfix(loss=f"{values['final_loss']:.3f}")
+        inputs = _training_inputs(model, batch, cfg, device)
+        outputs = net(feats.to(device), masks.to(device), **inputs)
+        return model.losses(outputs, [s.to(device) for s in batch["segments"]],
+                            [labels.to(device) for labels in batch["labels"]])
 
+    def evaluate(self, model) -> dict[str, float]:
+        _, self.last_metrics = evaluate_model(model, self.cfg, self.annotations, self.class_names, self.device,
+                                              self.progress)
+        log.info("average mAP %.2f", 100 * self.last_metrics.average_mAP)
+        return metric_values(self.cfg, self.last_metrics)
 
-def _save_checkpoint(path: Path, epoch: int, model, ema, optimizer, scheduler) -> None:
-    state = {
-        "epoch": epoch,
-        "model": model.state_dict(),
-        "ema": ema.module.state_dict() if ema is not None else None,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": _rng_state(),
-    }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    def state_dict(self) -> dict:
+        return {}  # the data order depends on (seed, epoch) only
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

@@ -21,8 +21,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from rgbtad.core.errors import RgbtadError
 from rgbtad.core.csvio import open_csv
+from rgbtad.core.errors import RgbtadError
 from rgbtad.viz.timeline import new_figure, save_figure
 
 __all__ = [
