@@ -198,3 +198,18 @@ def test_cli_extract_lists_failures_and_completes_the_others(tmp_path, videos, c
     assert np.load(out / "clip.npy").shape == (7, 128)
     assert list(json.loads((out / "features.json").read_text())["videos"]) == ["clip"]
     assert sorted(p.name for p in out.iterdir()) == ["clip.npy", "features.json"]
+
+
+def test_index_and_motion_sidecar_with_a_duplicate_key_are_refused(tmp_path):
+    """Files rgbtad wrote are read as strictly as the user's: a duplicate key (a hand edit, a
+    merge) is one error naming the file, not a silent last-one-wins."""
+    from rgbtad.features.extract import load_features_index
+    from rgbtad.motion.storage import read_motion_meta
+
+    (tmp_path / "features.json").write_text('{"format": "rgbtad-features-1", "settings": {}, '
+                                            '"videos": {}, "videos": {}}')
+    with pytest.raises(RgbtadError, match=r"features.json: duplicate key 'videos'"):
+        load_features_index(tmp_path)
+    (tmp_path / "a.flow.json").write_text('{"method": "dis", "method": "tvl1"}')
+    with pytest.raises(RgbtadError, match=r"a.flow.json: duplicate key 'method'"):
+        read_motion_meta(tmp_path / "a.flow.npz")

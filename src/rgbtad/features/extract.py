@@ -38,7 +38,6 @@ temporary files (``.<stem>.npy.*.tmp.npy``) are ignored.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
@@ -50,6 +49,7 @@ from rgbtad.core.atomic import write_json, write_npy
 from rgbtad.core.batch import BatchReport, failure_message, resolve_shard, select_shard
 from rgbtad.core.device import resolve_device
 from rgbtad.core.errors import RgbtadError
+from rgbtad.core.jsonio import read_json_file
 from rgbtad.core.precision import autocast, resolve_precision
 from rgbtad.motion.flow import motion_chunks
 from rgbtad.video.decode import VideoReader, video_stem
@@ -76,10 +76,7 @@ def _index_files(out_dir: Path) -> list[Path]:
 
 
 def _read_index(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise RgbtadError(f"{path}: not a readable feature index ({err})") from None
+    data = read_json_file(path, "feature index")
     if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("videos"), dict):
         raise RgbtadError(f"{path}: not a feature index written by rgbtad extract")
     return data

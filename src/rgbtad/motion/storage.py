@@ -26,7 +26,6 @@ measured first by `probe`, which decodes without colour conversion, to write the
 
 from __future__ import annotations
 
-import json
 import logging
 import zipfile
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -38,6 +37,7 @@ import numpy as np
 from rgbtad.core.atomic import atomic_path, write_json
 from rgbtad.core.batch import BatchReport, failure_message, select_shard
 from rgbtad.core.errors import RgbtadError
+from rgbtad.core.jsonio import read_json_file
 from rgbtad.motion.flow import MOTION_METHODS, motion_chunks, quantize_flow
 from rgbtad.video.decode import Size, VideoReader, probe, resampled_count, video_stem
 from rgbtad.video.snippets import DEFAULT_FLOW_BOUND, DIS_PRESETS, SnippetSpec
@@ -78,12 +78,12 @@ def read_motion_meta(path: str | Path) -> dict:
     """The sidecar of a motion file (give either the .npz or the .json)."""
     path = Path(path)
     sidecar = path.with_suffix(".json") if path.suffix == ".npz" else path
-    try:
-        return json.loads(sidecar.read_text())
-    except FileNotFoundError:
-        raise RgbtadError(f"{sidecar}: motion sidecar not found (was `rgbtad motion` finished?)") from None
-    except (OSError, json.JSONDecodeError) as err:
-        raise RgbtadError(f"{sidecar}: not a readable motion sidecar ({err})") from None
+    if not sidecar.is_file():
+        raise RgbtadError(f"{sidecar}: motion sidecar not found (was `rgbtad motion` finished?)")
+    meta = read_json_file(sidecar, "motion sidecar")
+    if not isinstance(meta, dict):
+        raise RgbtadError(f"{sidecar}: not a motion sidecar written by rgbtad motion")
+    return meta
 
 
 def stored_motion(flow_dir: str | Path, stem: str, snippets: SnippetSpec, *, width: int,
@@ -248,8 +248,8 @@ def compute_motion(videos: list[Path], out_dir: str | Path, *, method: str = "tv
         array_path, sidecar = motion_paths(out_dir, video_stem(video), method)
         if sidecar.is_file() and array_path.is_file():
             try:
-                meta = json.loads(sidecar.read_text())
-            except (OSError, json.JSONDecodeError):
+                meta = read_motion_meta(sidecar)
+            except RgbtadError:  # unreadable: computed again
                 meta = None
             if meta is not None and _same_settings(meta, settings):
                 report.skipped.append(video)
