@@ -303,7 +303,7 @@ def extract_features(
     the index settings. Per-video failures are collected in the report while the
     other videos complete; bad settings raise `RgbtadError` at once.
     """
-    check_extraction_inputs(snippets, batch_size=batch_size, flow_dir=flow_dir)
+    check_extraction_inputs(batch_size=batch_size, flow_dir=flow_dir)
     if flow_dir is not None and snippets.modality != "flow":
         raise RgbtadError("a flow folder is only used with --modality flow")
     out_dir = Path(out_dir)
@@ -399,9 +399,9 @@ def load_backbone(backbone, modality: str = "rgb", weights: str | Path | None = 
     return _load_backbone(backbone, modality, None if weights is None else str(weights))
 
 
-def check_extraction_inputs(snippets: SnippetSpec, *, batch_size: int, flow_dir: str | Path | None) -> None:
-    """Raise `RgbtadError` on a bad batch size or flow folder (the snippet settings check
-    themselves); shared by feature extraction and backbone training."""
+def check_extraction_inputs(*, batch_size: int, flow_dir: str | Path | None) -> None:
+    """Raise `RgbtadError` on a bad batch size or flow folder (`SnippetSpec` checks the snippet
+    settings itself); shared by feature extraction and backbone training."""
     if int(batch_size) < 1:
         raise RgbtadError(f"invalid --batch-size {batch_size}: must be >= 1")
     if flow_dir is not None and not Path(flow_dir).is_dir():

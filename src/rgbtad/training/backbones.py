@@ -153,7 +153,7 @@ def _build_task(cfg: BackboneConfig, dev, precision: str, progress: bool) -> tup
     from rgbtad.features.extract import check_extraction_inputs
 
     snippets = cfg.snippets
-    check_extraction_inputs(snippets, batch_size=cfg.batch_size, flow_dir=cfg.flow_dir)
+    check_extraction_inputs(batch_size=cfg.batch_size, flow_dir=cfg.flow_dir)
     videos = Path(cfg.videos)
     if not videos.is_dir():
         raise RgbtadError(f"{videos}: video folder not found")
