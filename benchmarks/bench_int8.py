@@ -23,9 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rgbtad.apps.demo import BACKBONE, DemoSettings, backbone_dir
+from rgbtad.apps.demo_layout import backbone_dir
+from rgbtad.apps.demo_plan import BACKBONE, DemoSettings
 from rgbtad.evaluation.detection import evaluate_detection_files
-from rgbtad.export.onnx import OrtBackbone, calibration_batches, export_backbone, quantize_backbone, relative_error
+from rgbtad.export.backbone import export_backbone
+from rgbtad.export.quantize import calibration_batches, quantize_backbone, relative_error
+from rgbtad.export.runtime import OrtBackbone
 from rgbtad.features.extract import extract_features, load_backbone, snippet_encoder
 from rgbtad.inference.predict import infer_features
 from rgbtad.training.backbone_run import WEIGHTS_FILE

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from scipy import stats
 
 from rgbtad.apps.ablate import cell_config, load_grid, run_ablation
-from rgbtad.apps.demo import synthetic_detector_defaults
+from rgbtad.apps.demo_detector_stages import synthetic_detector_defaults
 from rgbtad.cli import main as cli_main
 from rgbtad.config import build_config, save_config
 from rgbtad.core.errors import RgbtadError
@@ -86,6 +87,12 @@ def test_every_cell_and_seed_is_a_run_and_results_hold_them(ablation):
     d0, d1 = (conv["runs"][s]["average_mAP"] - base[s]["average_mAP"] for s in ("0", "1"))
     assert conv["gain_std"] == pytest.approx(abs(d0 - d1) / math.sqrt(2))
     assert rgb["gain_mean"] == 0.0 and rgb["gain_std"] == 0.0
+    # 95 % t intervals (1 degree of freedom: t = 12.706) around the mean and the paired gain
+    half = stats.t.ppf(0.975, 1) * abs(d0 - d1) / math.sqrt(2) / math.sqrt(2)
+    assert conv["gain_ci"] == pytest.approx([conv["gain_mean"] - half, conv["gain_mean"] + half])
+    assert results["pairs"] == [{"a": "rgb_only", "b": "conv", "mean": pytest.approx(-conv["gain_mean"]),
+                                 "ci": pytest.approx([-conv["gain_mean"] - half, -conv["gain_mean"] + half]),
+                                 "num_seeds": 2}]
     # the two seeds really differ (the seed reaches the trainer)
     assert base["0"] != base["1"]
 
@@ -95,17 +102,24 @@ def test_results_table_layout(ablation):
     results = json.loads((out / "results.json").read_text())
     lines = (out / "results.md").read_text().splitlines()
     table = [line for line in lines if line.startswith("|")]
-    assert table[0] == "| Cell | 0.3 | 0.4 | 0.5 | 0.6 | 0.7 | Avg | Δ | Seeds |"
-    assert table[1] == "|:---|---:|---:|---:|---:|---:|---:|---:|---:|"
-    rows = {row.split("|")[1].strip(): [c.strip() for c in row.split("|")[2:-1]] for row in table[2:]}
+    assert table[0] == "| Cell | 0.3 | 0.4 | 0.5 | 0.6 | 0.7 | Avg | 95 % CI | Δ | Seeds |"
+    assert table[1] == "|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    rows = {row.split("|")[1].strip(): [c.strip() for c in row.split("|")[2:-1]] for row in table[2:4]}
     assert list(rows) == ["rgb_only", "conv"]
     for cell in results["cells"]:
         row = rows[cell["name"]]
         assert row[:5] == [f"{100 * v:.1f}" for v in cell["mAP_mean"]]
         assert row[5] == f"{100 * cell['average_mAP_mean']:.1f} ± {100 * cell['average_mAP_std']:.1f}"
-        assert row[7] == "2"
-    assert rows["rgb_only"][6] == "—"
-    assert rows["conv"][6] == f"{100 * results['cells'][1]['gain_mean']:+.1f}"
+        low, high = cell["average_mAP_ci"]
+        assert row[6] == f"[{100 * low:.1f}, {100 * high:.1f}]" and row[8] == "2"
+    conv = results["cells"][1]
+    assert rows["rgb_only"][7] == "—"
+    assert rows["conv"][7] == (f"{100 * conv['gain_mean']:+.1f} "
+                               f"[{100 * conv['gain_ci'][0]:+.1f}, {100 * conv['gain_ci'][1]:+.1f}]")
+    # the paired differences: one row per two cells
+    pair = results["pairs"][0]
+    assert table[4] == "| a | b | a − b | 95 % CI |" and table[6].startswith(
+        f"| rgb_only | conv | {100 * pair['mean']:+.1f}")
     assert "mean ± standard deviation over seeds" in lines[0] and "rgb_only" in lines[0]
 
 

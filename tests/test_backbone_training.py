@@ -9,7 +9,8 @@ import pytest
 import torch
 import yaml
 
-from rgbtad.apps.demo import BackboneSpec, DemoSettings, backbone_config, demo_backbones
+from rgbtad.apps.demo_backbone_stages import backbone_config
+from rgbtad.apps.demo_plan import BackboneSpec, DemoSettings, demo_backbones
 from rgbtad.backbones import create_backbone
 from rgbtad.cli import main as cli_main
 from rgbtad.core.errors import RgbtadError
@@ -94,7 +95,7 @@ def test_rgb_training_learns_and_writes_a_backbone_run(tiny, tmp_path):
     assert _equal_states(net.state_dict(), saved)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["settings"]["snippets"]["modality"] == "rgb" and summary["val"]["per_class"]
-    assert summary["history"] == result.history and summary["class_names"] == result.class_names
+    assert [row["epoch"] for row in summary["history"]] == [1, 2, 3, 4] and summary["class_names"] == result.class_names
     assert _state(run / "head.pt")["weight"].shape == (13, net.feature_dim)
     # the config reads back as it was
     assert load_backbone_config(run / "config.yaml").to_dict() == _config(
@@ -207,15 +208,15 @@ def _teacher_agreement(student_dir: Path, teacher_dir: Path, annotations: Path) 
 def test_rgb_backbone_distilled_from_a_motion_backbone(tiny, tmp_path):
     common = dict(per_class=16, batch_size=16, val_subset="test")
     teacher = _train(tiny, tmp_path / "tg", modality="tg", epochs=3, seed=0, **common)
-    distill = {"teacher": str(teacher.run_dir), "mode": "decomposed"}
+    distill = {"teacher": str(teacher.path), "mode": "decomposed"}
     decomposed = _train(tiny, tmp_path / "dec", epochs=3, seed=3, distill=distill, **common)
     # the same student with the teacher's terms weighted 0: its motion half learns nothing
     untaught = _train(tiny, tmp_path / "dec_w0", epochs=3, seed=3,
                       distill={**distill, "weight": 0.0, "mimic_weight": 0.0}, **common)
     # distillation makes the motion half reproduce the teacher (measured here: KL 0.40 against
     # 0.98, top-class agreement 73 % against 29 %)
-    taught = _teacher_agreement(decomposed.run_dir, teacher.run_dir, tiny)
-    untaught = _teacher_agreement(untaught.run_dir, teacher.run_dir, tiny)
+    taught = _teacher_agreement(decomposed.path, teacher.path, tiny)
+    untaught = _teacher_agreement(untaught.path, teacher.path, tiny)
     assert taught[0] < 0.6 * untaught[0] and taught[1] > untaught[1] + 0.2, (taught, untaught)
 
     no_mimic = _train(tiny, tmp_path / "dec0", epochs=1, seed=3, per_class=4, batch_size=16,
@@ -230,8 +231,8 @@ def test_rgb_backbone_distilled_from_a_motion_backbone(tiny, tmp_path):
     net = create_backbone("tsm_tiny", "rgb", weights=decomposed.weights)
     assert _state(decomposed.head)["weight"].shape == (13, net.feature_dim // 2)
     assert set(decomposed.val["branches"]) == {"appearance", "motion"}
-    summary = json.loads(decomposed.summary_path.read_text())
-    assert summary["settings"]["distill"]["teacher"] == str(teacher.run_dir.resolve())
+    summary = decomposed.summary
+    assert summary["settings"]["distill"]["teacher"] == str(teacher.path.resolve())
     assert summary["settings"]["distill"]["mode"] == "decomposed"
     assert _state(conventional.head)["weight"].shape == (13, net.feature_dim)
     with (tmp_path / "dec" / "logs" / "train.csv").open() as handle:
@@ -242,9 +243,9 @@ def test_rgb_backbone_distilled_from_a_motion_backbone(tiny, tmp_path):
 def test_distillation_refuses_a_teacher_of_other_snippets(tiny, tmp_path):
     teacher = _train(tiny, tmp_path / "tg", modality="tg", epochs=1, per_class=2)
     with pytest.raises(RgbtadError, match="teacher trained on other snippets: snippet_frames 4"):
-        _train(tiny, tmp_path / "x", frames=6, epochs=1, per_class=2, distill={"teacher": str(teacher.run_dir)})
+        _train(tiny, tmp_path / "x", frames=6, epochs=1, per_class=2, distill={"teacher": str(teacher.path)})
     with pytest.raises(RgbtadError, match="distill mode"):
-        _config(tiny, distill={"teacher": str(teacher.run_dir), "mode": "both"})
+        _config(tiny, distill={"teacher": str(teacher.path), "mode": "both"})
     with pytest.raises(RgbtadError, match="not a finished backbone run"):
         _train(tiny, tmp_path / "x", epochs=1, per_class=2, distill={"teacher": str(tmp_path)})
     assert not (tmp_path / "x").exists()
@@ -254,15 +255,15 @@ def test_training_can_start_from_a_trained_backbone(tiny, tmp_path):
     common = dict(per_class=4, batch_size=16)
     start = _train(tiny, tmp_path / "rgb", epochs=1, seed=0, **common)
     # a learning rate of zero leaves every weight where it started: the given backbone's
-    tuned = _train(tiny, tmp_path / "tuned", epochs=1, seed=5, lr=0.0, init_from=str(start.run_dir), **common)
+    tuned = _train(tiny, tmp_path / "tuned", epochs=1, seed=5, lr=0.0, init_from=str(start.path), **common)
     before, after = _state(start.weights), _state(tuned.weights)
     conv_weights = [k for k in before if k.endswith("conv.weight")]
     assert conv_weights and all(torch.equal(before[k], after[k]) for k in conv_weights)
-    summary = json.loads(tuned.summary_path.read_text())
-    assert summary["settings"]["init_from"] == str(start.run_dir.resolve())
+    summary = tuned.summary
+    assert summary["settings"]["init_from"] == str(start.path.resolve())
     tg = _train(tiny, tmp_path / "tg", modality="tg", epochs=1, seed=0, **common)
     with pytest.raises(RgbtadError, match="other architecture: modality 'tg'"):
-        _train(tiny, tmp_path / "x", epochs=1, init_from=str(tg.run_dir), **common)
+        _train(tiny, tmp_path / "x", epochs=1, init_from=str(tg.path), **common)
 
 
 def test_resume_continues_exactly(tiny, tmp_path, monkeypatch):

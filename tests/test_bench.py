@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from rgbtad.apps.bench import PIPELINES, flow_pairs_needed, format_report, make_bench_video, pair_positions, rounds
+from rgbtad.apps.bench import make_bench_video
+from rgbtad.apps.bench_pipelines import PIPELINES, flow_pairs_needed, pair_positions, rounds
+from rgbtad.apps.bench_report import format_report
 from rgbtad.cli import main
 from rgbtad.core.precision import cpu_model, resolve_precision
 from rgbtad.video.decode import probe

@@ -34,12 +34,9 @@ import pytest
 import torch
 import yaml
 
-from rgbtad.compat.actionformer import (
-    config_from_release,
-    convert_state_dict,
-    import_actionformer,
-    read_release_config,
-)
+from rgbtad.compat.actionformer import import_actionformer
+from rgbtad.compat.actionformer_config import config_from_release, read_release_config
+from rgbtad.compat.actionformer_weights import convert_state_dict
 from rgbtad.core.errors import RgbtadError
 from rgbtad.detection import DetectorOutput, build_detector
 from rgbtad.runs.run_dir import load_run
@@ -126,11 +123,11 @@ def _assert_detections(ours, case):
     expected = _release_detections(case)
     assert len(ours) == len(expected)
     for got, want in zip(ours, expected):
-        assert got["video_id"] == want["video_id"]
-        assert len(got["scores"]) == len(want["scores"]) > 0
-        np.testing.assert_array_equal(got["labels"], want["labels"])
-        np.testing.assert_allclose(got["scores"], want["scores"], atol=SCORE_ATOL, rtol=0)
-        np.testing.assert_allclose(got["segments"], want["segments"], atol=SECONDS_ATOL, rtol=0)
+        assert got.video_id == want["video_id"]
+        assert len(got) == len(want["scores"]) > 0
+        np.testing.assert_array_equal(got.labels, want["labels"])
+        np.testing.assert_allclose(got.scores, want["scores"], atol=SCORE_ATOL, rtol=0)
+        np.testing.assert_allclose(got.segments, want["segments"], atol=SECONDS_ATOL, rtol=0)
 
 
 # ------------------------------------------------------------------ tests: weights

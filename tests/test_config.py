@@ -128,3 +128,24 @@ def test_values_out_of_range_name_the_key(override, message):
     with pytest.raises(RgbtadError) as err:
         build_config({}, [override])
     assert message in str(err.value)
+
+
+def test_legacy_key_is_ignored_with_a_note_wherever_it_comes_from(tmp_path, caplog):
+    import logging
+
+    old = tmp_path / "config.yaml"  # as a run directory of an earlier version holds it
+    old.write_text("model:\n  max_buffer_len_factor: 6.0\n  n_head: 8\n")
+    values = {"model": {"max_buffer_len_factor": 1.0}}
+    with caplog.at_level(logging.INFO, logger="rgbtad.config"):
+        from_file = load_config(old)
+        from_values = build_config(values)
+        from_override = build_config({}, ["model.max_buffer_len_factor=6"])
+    assert from_file.model.n_head == 8 and "max_buffer_len_factor" not in from_file.to_dict()["model"]
+    assert from_values == from_override == build_config()
+    assert values == {"model": {"max_buffer_len_factor": 1.0}}  # the caller's mapping is left as it is
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 3 and all("'model.max_buffer_len_factor' is no longer used and is ignored" in n
+                                   for n in notes)
+    assert notes[0].startswith(f"{old}: ") and "\n" not in notes[0]
+    save_config(from_file, tmp_path / "again.yaml")
+    assert "max_buffer_len_factor" not in (tmp_path / "again.yaml").read_text()

@@ -5,14 +5,9 @@ from dataclasses import asdict
 
 import pytest
 
-from rgbtad.apps.demo import (
-    DemoSettings,
-    _schedule_rank,
-    demo_backbones,
-    demo_models,
-    demo_verdict,
-    needed_backbones,
-)
+from rgbtad.apps.demo_plan import DemoSettings, demo_backbones, demo_models, needed_backbones
+from rgbtad.apps.demo_report import demo_verdict
+from rgbtad.apps.demo_stages import _schedule_rank
 from rgbtad.cli import main as cli_main
 from rgbtad.core.precision import cpu_model, resolve_precision
 from rgbtad.runs.run_dir import load_run

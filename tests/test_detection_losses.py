@@ -126,7 +126,7 @@ def test_overfitting_one_batch_reduces_the_loss():
     meta = {"fps": 1.0, "duration": 64.0, "feat_stride": 1, "feat_num_frames": 1}
     with torch.no_grad():
         dets = model.postprocess(model(feats, masks), [dict(meta, video_id="a"), dict(meta, video_id="b")])
-    top = dets[0]["segments"][0]
+    top = dets[0].segments[0]
     assert top[1] - top[0] > 5  # a real segment, not a sliver
 
     def overlap(seg, ref):
@@ -135,11 +135,11 @@ def test_overfitting_one_batch_reduces_the_loss():
     # video a: the two best detections are one per action, each with the label of the action it covers
     # (label 0 on [5, 15], label 1 on [30, 50]); a swapped or constant label would fail
     found = {}
-    for seg, label in zip(dets[0]["segments"][:2], dets[0]["labels"][:2]):
+    for seg, label in zip(dets[0].segments[:2], dets[0].labels[:2]):
         covered = max(range(2), key=lambda g: overlap(seg, gt[0][g].tolist()))
         assert overlap(seg, gt[0][covered].tolist()) > 0, (seg, gt[0])
         found[covered] = int(label)
-    assert found == {0: 0, 1: 1}, (dets[0]["segments"][:2], dets[0]["labels"][:2])
+    assert found == {0: 0, 1: 1}, (dets[0].segments[:2], dets[0].labels[:2])
     # video b has only label 1 on [10, 40]: its best detection carries label 1 and lies on that action
-    assert int(dets[1]["labels"][0]) == 1
-    assert overlap(dets[1]["segments"][0], [10.0, 40.0]) > 5
+    assert int(dets[1].labels[0]) == 1
+    assert overlap(dets[1].segments[0], [10.0, 40.0]) > 5

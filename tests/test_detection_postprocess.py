@@ -182,8 +182,8 @@ def test_postprocess_video_sorted_and_capped():
     masks = [torch.ones(32, dtype=torch.bool), torch.ones(16, dtype=torch.bool)]
     meta = {"video_id": "v", "fps": 30.0, "duration": 5.0, "feat_stride": 4, "feat_num_frames": 16}
     out = postprocess_video(logits, offsets, masks, pts, meta, NMSConfig(max_seg_num=7))
-    assert out["video_id"] == "v"
-    assert out["segments"].shape == (7, 2) and out["scores"].shape == (7,)
-    assert np.all(np.diff(out["scores"]) <= 0)
-    assert np.all(out["segments"] >= 0) and np.all(out["segments"] <= 5.0)
-    assert out["labels"].dtype == np.int64
+    assert out.video_id == "v"
+    assert out.segments.shape == (7, 2) and out.scores.shape == (7,)
+    assert np.all(np.diff(out.scores) <= 0)
+    assert np.all(out.segments >= 0) and np.all(out.segments <= 5.0)
+    assert out.labels.dtype == np.int64

@@ -16,6 +16,7 @@ from rgbtad.config import TrainConfig, build_config
 from rgbtad.core.errors import RgbtadError
 from rgbtad.runs.run_dir import load_run, save_run
 from rgbtad.synthetic.toy_features import make_toy_features
+from rgbtad.training.engine import changed_keys
 from rgbtad.training.optim import ModelEma, lr_factor
 from rgbtad.training.trainer import train
 
@@ -173,6 +174,13 @@ def test_train_refuses_to_overwrite_and_checks_resume_config(trained_run, toy_di
         train(tiny_config(toy_dir), run_dir, device="cpu")
     with pytest.raises(RgbtadError, match=r"changed: train.learning_rate"):
         train(tiny_config(toy_dir, learning_rate=1e-2), run_dir, resume=True, device="cpu")
+
+
+def test_changed_keys_names_every_difference_of_nested_configs():
+    saved = {"train": {"epochs": 5, "lr": 1e-3}, "model": {"kwargs": {"width": 8}}, "old": 1}
+    current = {"train": {"epochs": 6, "lr": 1e-3}, "model": {"kwargs": {"width": 8, "depth": 2}}}
+    assert changed_keys(saved, current) == ["train.epochs", "model.kwargs.depth", "old"]
+    assert changed_keys(current, current) == []
 
 
 def test_cli_train_reports_config_typos(tmp_path, capsys):

@@ -22,12 +22,12 @@ from rgbtad.core.errors import RgbtadError
 from rgbtad.evaluation.detection import (
     ANET_TIOU,
     THUMOS_TIOU,
-    DetectionMetrics,
     evaluate_detection_files,
     evaluate_detections,
     parse_tiou,
 )
 from rgbtad.evaluation.ground_truth import GroundTruth, load_ground_truth
+from rgbtad.evaluation.metrics import DetectionMetrics
 from rgbtad.evaluation.predictions import Predictions
 
 TOL = 1e-3

@@ -116,5 +116,5 @@ def test_detections_past_the_video_end_are_dropped_not_emptied():
     meta = {"video_id": "v", "fps": 30.0, "feat_stride": 4, "feat_num_frames": 16, "duration": 0.5}
     # grid [-1, 1] -> [0.13, 0.4] s is kept; grid [2, 4] -> [0.53, 0.8] s clips to [0.5, 0.5] and goes
     out = postprocess_video(logits, offsets, masks, points, meta, NMSConfig(nms_method="none"))
-    np.testing.assert_allclose(out["segments"], [[4 / 30, 12 / 30]])
-    assert out["scores"].shape == (1,) and out["labels"].tolist() == [0]
+    np.testing.assert_allclose(out.segments, [[4 / 30, 12 / 30]])
+    assert out.scores.shape == (1,) and out.labels.tolist() == [0]

@@ -14,12 +14,10 @@ from rgbtad.core.errors import RgbtadError
 from rgbtad.data.batching import pad_batch
 from rgbtad.detection import build_detector
 from rgbtad.detection.attention import local_attention_mode
-from rgbtad.export.onnx import (
-    OrtDetector,
-    calibration_batches,
-    export_detector,
-    export_run,
-)
+from rgbtad.export.detector import export_detector
+from rgbtad.export.onnx import export_run
+from rgbtad.export.quantize import calibration_batches
+from rgbtad.export.runtime import OrtDetector
 from rgbtad.features.extract import extract_features
 from rgbtad.inference.detect import Detector
 from rgbtad.runs.run_dir import attach_backbone
@@ -183,5 +181,5 @@ def test_distilled_student_exports(tmp_path):
         expected = student(feats, masks)
     meta = [{"video_id": "v", "fps": 10.0, "duration": 30.0, "feat_stride": 4, "feat_num_frames": 8}]
     (a,), (b,) = student.postprocess(ort_forward(feats, masks), meta), student.postprocess(expected, meta)
-    np.testing.assert_array_equal(a["labels"], b["labels"])
-    np.testing.assert_allclose(a["scores"], b["scores"], atol=1e-5)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)

@@ -11,7 +11,8 @@ from rgbtad.backbones import create_backbone
 from rgbtad.cli import main
 from rgbtad.core.errors import RgbtadError
 from rgbtad.features import extract as extract_mod
-from rgbtad.features.extract import extract_features, load_features_index
+from rgbtad.features.extract import extract_features
+from rgbtad.features.index import load_features_index
 from rgbtad.motion.flow import compute_flow, quantize_flow
 from rgbtad.motion.storage import write_motion_file
 from rgbtad.video.decode import read_video
@@ -203,7 +204,7 @@ def test_cli_extract_lists_failures_and_completes_the_others(tmp_path, videos, c
 def test_index_and_motion_sidecar_with_a_duplicate_key_are_refused(tmp_path):
     """Files rgbtad wrote are read as strictly as the user's: a duplicate key (a hand edit, a
     merge) is one error naming the file, not a silent last-one-wins."""
-    from rgbtad.features.extract import load_features_index
+    from rgbtad.features.index import load_features_index
     from rgbtad.motion.storage import read_motion_meta
 
     (tmp_path / "features.json").write_text('{"format": "rgbtad-features-1", "settings": {}, '

@@ -38,10 +38,19 @@ Output in ``DIR``:
   ``summary.json`` is reused (after checking that its config is still the cell's); one with
   a checkpoint but no summary (interrupted) is resumed;
 * ``results.json``: per cell, the mAP at each tIoU and the average per seed, their means,
-  the standard deviation of the average over seeds, and the gain over the baseline;
+  the standard deviation of the average over seeds and its 95 % t interval, and the gain
+  over the baseline (the mean of the per-seed differences, their standard deviation and
+  95 % interval); ``pairs``: the paired difference of every two cells over their seeds
+  (`rgbtad.evaluation.intervals`);
 * ``results.md``: rows = cells; columns = mAP (%) at each tIoU (mean over seeds), ``Avg``
-  (mean ± sample standard deviation over seeds), ``Δ`` (mean over seeds of the per-seed
-  difference to the baseline's average; with a baseline) and the number of seeds.
+  (mean ± sample standard deviation over seeds), its ``95 % CI``, ``Δ`` (mean over seeds of
+  the per-seed difference to the baseline's average, with its 95 % interval; with a
+  baseline) and the number of seeds; then the paired differences of every two cells.
+
+Why paired: every cell of a seed trains on the same features with the same seed, so what a
+seed does to all cells (an easy or hard draw) cancels in the per-seed difference; its
+interval is the one that says whether a method beats another, and it is often much tighter
+than the two cells' own intervals. With one seed there are no intervals.
 """
 
 from __future__ import annotations
@@ -49,20 +58,19 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import math
 import os
 import re
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rgbtad.apps.ablate_results import format_table, summarise
 from rgbtad.config import Config, build_config, load_config, parse_override
 from rgbtad.core.atomic import write_json, write_text
 from rgbtad.core.errors import RgbtadError
 from rgbtad.core.yamlio import read_yaml_mapping
 
-__all__ = ["Cell", "Grid", "cell_config", "format_table", "load_grid", "run_ablation"]
+__all__ = ["Cell", "Grid", "cell_config", "load_grid", "run_ablation"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +84,10 @@ _NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 class Cell:
     name: str
     overrides: list[tuple[str, Any]]  # (dotted key, value), paths resolved
+
+    def override_texts(self) -> list[str]:
+        """The overrides as ``--set`` texts."""
+        return [_override_text(key, value) for key, value in self.overrides]
 
 
 @dataclass
@@ -273,9 +285,11 @@ def run_ablation(grid_path: str | Path, out_dir: str | Path, *, seeds: int | Non
 def _run(cfg: Config, run_dir: Path, device: str | None) -> dict:
     """{tiou, mAP, average_mAP} of one trained run: reused, resumed or trained."""
     from rgbtad.core.jsonio import read_json_file
-    from rgbtad.training.trainer import CHECKPOINT, train
+    from rgbtad.runs.run_dir import SUMMARY_FILE
+    from rgbtad.training.engine import CHECKPOINT
+    from rgbtad.training.trainer import train
 
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / SUMMARY_FILE
     if summary_path.is_file():
         _check_same_config(cfg, run_dir)
         summary = read_json_file(summary_path, "run summary")
@@ -287,74 +301,9 @@ def _run(cfg: Config, run_dir: Path, device: str | None) -> dict:
 
 def _check_same_config(cfg: Config, run_dir: Path) -> None:
     from rgbtad.runs.run_dir import CONFIG_FILE
+    from rgbtad.training.engine import changed_keys
 
-    saved = load_config(run_dir / CONFIG_FILE).to_dict()
-    current = cfg.to_dict()
-    changed = [f"{section}.{key}" for section in current for key in current[section]
-               if saved.get(section, {}).get(key) != current[section][key]]
+    changed = changed_keys(load_config(run_dir / CONFIG_FILE).to_dict(), cfg.to_dict())
     if changed:
         raise RgbtadError(f"{run_dir}: finished with another config (changed: {', '.join(changed)}); "
                           f"delete the folder to train it again, or use another --out")
-
-
-# ------------------------------------------------------------------------------ results
-def _std(values: list[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def summarise(grid: Grid, runs: dict[str, dict[int, dict]]) -> dict:
-    """results.json: per cell its runs, means over seeds, spread and gain (fractions, not %)."""
-    tious = {tuple(run["tiou"]) for cell_runs in runs.values() for run in cell_runs.values()}
-    if len(tious) != 1:
-        raise RgbtadError(f"{grid.path}: the cells report mAP at different tIoU thresholds {sorted(tious)}")
-    baseline = runs.get(grid.baseline) if grid.baseline else None
-    cells = []
-    for cell in grid.cells:
-        cell_runs = runs[cell.name]
-        averages = [cell_runs[seed]["average_mAP"] for seed in grid.seeds]
-        per_tiou = list(zip(*(cell_runs[seed]["mAP"] for seed in grid.seeds)))
-        entry = {
-            "name": cell.name,
-            "set": [_override_text(key, value) for key, value in cell.overrides],
-            "runs": {str(seed): {"mAP": cell_runs[seed]["mAP"], "average_mAP": cell_runs[seed]["average_mAP"]}
-                     for seed in grid.seeds},
-            "mAP_mean": [statistics.fmean(values) for values in per_tiou],
-            "average_mAP_mean": statistics.fmean(averages),
-            "average_mAP_std": _std(averages),
-            "gain_mean": None,
-            "gain_std": None,
-            "num_seeds": len(grid.seeds),
-        }
-        if baseline is not None:
-            gains = [cell_runs[seed]["average_mAP"] - baseline[seed]["average_mAP"] for seed in grid.seeds]
-            entry["gain_mean"], entry["gain_std"] = statistics.fmean(gains), _std(gains)
-        cells.append(entry)
-    return {"grid": str(grid.path), "tiou": list(next(iter(tious))), "seeds": grid.seeds,
-            "baseline": grid.baseline, "cells": cells}
-
-
-def format_table(results: dict) -> str:
-    """The Markdown table of results.md (mAP in %)."""
-    tious = [f"{t:g}" for t in results["tiou"]]
-    baseline = results["baseline"]
-    seeds = ", ".join(str(s) for s in results["seeds"])
-    lines = [f"mAP (%) at tIoU {', '.join(tious)}: mean over seeds {seeds}. Avg: mean ± standard "
-             f"deviation over seeds."
-             + (f" Δ: mean over seeds of the difference to {baseline}'s Avg (same seed)." if baseline else ""),
-             ""]
-    header = ["Cell", *tious, "Avg", *(["Δ"] if baseline else []), "Seeds"]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "|".join([":---", *["---:"] * (len(header) - 1)]) + "|")
-    for cell in results["cells"]:
-        row = [cell["name"], *(_pct(v) for v in cell["mAP_mean"])]
-        avg = _pct(cell["average_mAP_mean"])
-        row.append(f"{avg} ± {_pct(cell['average_mAP_std'])}" if cell["num_seeds"] > 1 else avg)
-        if baseline:
-            row.append("—" if cell["name"] == baseline else f"{100 * cell['gain_mean']:+.1f}")
-        row.append(str(cell["num_seeds"]))
-        lines.append("| " + " | ".join(row) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.1f}" if math.isfinite(value) else "nan"

@@ -29,21 +29,22 @@ clipped segments (one warning per video). Smaller overshoots are rounding noise 
 ActivityNet videos end a few milliseconds past their duration) and are clipped silently.
 Zero-length segments are kept; the evaluator drops them itself.
 
-This module must stay free of torch: the evaluator imports it.
+The BSN files are read by `rgbtad.data.annotation_bsn`, the checks are
+`rgbtad.data.annotation_checks`. These modules must stay free of torch: the evaluator
+imports them.
 """
 
 from __future__ import annotations
 
-import csv
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterable, Iterator
 
-from rgbtad.core.csvio import open_csv
 from rgbtad.core.errors import RgbtadError
 from rgbtad.core.jsonio import read_json_file
+from rgbtad.data.annotation_bsn import BSN_JSON, looks_bsn, read_bsn, read_video_info
+from rgbtad.data.annotation_checks import RawVideo, check_videos, class_names
 
 __all__ = [
     "AnnotationSet",
@@ -56,13 +57,6 @@ __all__ = [
 
 # Segments that end at most this many seconds past the video's duration are clipped silently.
 CLIP_WARN_TOLERANCE = 0.1
-
-# Name of a class id that no annotation uses (ids must index the class list).
-UNNAMED_CLASS = "unnamed_class_{}"
-
-BSN_JSON = "anet_anno_action.json"
-BSN_INFO_CSV = "video_info_new.csv"
-BSN_CLASSES_CSV = "action_name.csv"
 
 
 class AnnotationWarning(UserWarning):
@@ -173,7 +167,7 @@ def _load(path: Path, subset_csv: str | Path | None, clip: bool, notes: list[str
         if not isinstance(database, dict):
             raise RgbtadError(f"{path}: 'database' must be an object of videos")
         return _from_database(path, database, subset_csv, clip, notes)
-    if _looks_bsn(data):
+    if looks_bsn(data):
         return _load_bsn(path, subset_csv, clip, notes, data=data)
     if data and all(isinstance(v, dict) and "annotations" in v for v in data.values()):
         return _from_database(path, data, subset_csv, clip, notes)
@@ -183,176 +177,32 @@ def _load(path: Path, subset_csv: str | Path | None, clip: bool, notes: list[str
     )
 
 
-def _looks_bsn(data: dict) -> bool:
-    first = next(iter(data.values()), None)
-    return isinstance(first, dict) and "duration_second" in first
-
-
-def _read_csv_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
-    with open_csv(path) as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise RgbtadError(
-                f"{path}: missing column(s) {', '.join(missing)} (header: {','.join(header)})"
-            )
-        return list(reader)
-
-
-def _read_video_info(path: Path) -> dict[str, tuple[str, float | None]]:
-    """video -> (subset, fps) from a BSN-style video_info CSV."""
-    if not path.is_file():
-        raise RgbtadError(f"{path}: subset CSV not found")
-    rows = _read_csv_rows(path, ("video", "subset"))
-    info: dict[str, tuple[str, float | None]] = {}
-    for line, row in enumerate(rows, start=2):
-        video = (row.get("video") or "").strip()
-        subset = (row.get("subset") or "").strip()
-        if not video or not subset:
-            raise RgbtadError(f"{path}: line {line}: empty 'video' or 'subset'")
-        fps: float | None = None
-        raw = (row.get("fps") or "").strip()
-        if raw:
-            try:
-                fps = float(raw)
-            except ValueError:
-                raise RgbtadError(f"{path}: line {line}: fps {raw!r} is not a number") from None
-            if not math.isfinite(fps) or fps <= 0:
-                raise RgbtadError(f"{path}: line {line}: fps must be positive, got {raw}")
-        info[video] = (subset, fps)
-    return info
-
-
-def _read_class_csv(path: Path) -> list[str]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise RgbtadError(f"{path}: cannot read ({err})") from None
-    names = [line.strip() for line in lines[1:] if line.strip()]  # first line is a header
-    if not names:
-        raise RgbtadError(f"{path}: no class names")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise RgbtadError(f"{path}: duplicate class name(s) {', '.join(map(repr, duplicates))}")
-    return names
-
-
 def _load_bsn(json_path: Path, subset_csv: str | Path | None, clip: bool, notes: list[str],
               data: dict | None = None) -> AnnotationSet:
-    folder = json_path.parent
-    if data is None:
-        data = read_json_file(json_path, "annotation")
-        if not isinstance(data, dict):
-            raise RgbtadError(f"{json_path}: expected a JSON object of videos")
-    info_path = Path(subset_csv) if subset_csv is not None else folder / BSN_INFO_CSV
-    if subset_csv is None and not info_path.is_file():
-        raise RgbtadError(
-            f"{json_path}: BSN layout needs {BSN_INFO_CSV} beside it for the subsets"
-        )
-    info = _read_video_info(info_path)
-    classes_path = folder / BSN_CLASSES_CSV
-    class_names = _read_class_csv(classes_path) if classes_path.is_file() else None
-    return _build(json_path, data, info, class_names, classes_path, clip, notes, bsn=True)
+    database, info, fixed_classes, classes_path = read_bsn(json_path, subset_csv, data)
+    raw_videos = check_videos(str(json_path), database, info, bsn=True)
+    return _build(str(json_path), raw_videos, fixed_classes, classes_path, clip, notes)
 
 
 def _from_database(path: Path, database: dict, subset_csv: str | Path | None,
                    clip: bool, notes: list[str]) -> AnnotationSet:
-    info = _read_video_info(Path(subset_csv)) if subset_csv is not None else None
-    return _build(path, database, info, None, None, clip, notes, bsn=False)
+    info = read_video_info(Path(subset_csv)) if subset_csv is not None else None
+    raw_videos = check_videos(str(path), database, info, bsn=False)
+    return _build(str(path), raw_videos, None, None, clip, notes)
 
 
-def _number(value: Any) -> float | None:
-    """`value` as a finite float, or None when it is not a real number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _build(path: Path, database: dict, info: dict[str, tuple[str, float | None]] | None,
-           class_names: list[str] | None, classes_path: Path | None, clip: bool,
-           notes: list[str], *, bsn: bool) -> AnnotationSet:
-    """Validate raw per-video dicts and turn them into an AnnotationSet."""
-    source = str(path)
-    duration_key = "duration_second" if bsn else "duration"
-    # First pass: validate and collect raw (start, end, label, label_id or None).
-    raw_videos: list[tuple[str, str, float, float | None, list[tuple[float, float, str, int | None]]]] = []
-    for vid, entry in database.items():
-        where = f"{source}: video '{vid}'"
-        if not isinstance(entry, dict):
-            raise RgbtadError(f"{where}: expected an object, got {type(entry).__name__}")
-        # subset
-        subset = None
-        fps: float | None = None
-        if info is not None and vid in info:
-            subset, fps = info[vid]
-        if subset is None:
-            if bsn:
-                raise RgbtadError(f"{where}: not listed in the subset CSV, so it has no subset")
-            subset = entry.get("subset")
-            if subset is None:
-                raise RgbtadError(f"{where}: missing field 'subset'")
-            if not isinstance(subset, str) or not subset.strip():
-                raise RgbtadError(f"{where}: 'subset' must be a non-empty string, got {subset!r}")
-        # duration
-        if duration_key not in entry:
-            raise RgbtadError(f"{where}: missing field '{duration_key}'")
-        duration = _number(entry[duration_key])
-        if duration is None:
-            raise RgbtadError(f"{where}: '{duration_key}' is not a number: {entry[duration_key]!r}")
-        if duration < 0:
-            raise RgbtadError(f"{where}: '{duration_key}' is negative ({duration})")
-        # fps (optional)
-        if fps is None and entry.get("fps") is not None:
-            fps = _number(entry["fps"])
-            if fps is None or fps <= 0:
-                raise RgbtadError(f"{where}: 'fps' must be a positive number, got {entry['fps']!r}")
-        # annotations (missing means none, as for official ActivityNet test videos)
-        anns = entry.get("annotations", [])
-        if anns is None:
-            anns = []
-        if not isinstance(anns, list):
-            raise RgbtadError(f"{where}: 'annotations' must be a list")
-        segs: list[tuple[float, float, str, int | None]] = []
-        for index, ann in enumerate(anns):
-            at = f"{where}: annotation {index}"
-            if not isinstance(ann, dict):
-                raise RgbtadError(f"{at}: expected an object")
-            for key in ("segment", "label"):
-                if key not in ann:
-                    raise RgbtadError(f"{at}: missing field '{key}'")
-            label = ann["label"]
-            if not isinstance(label, str) or not label:
-                raise RgbtadError(f"{at}: 'label' must be a non-empty string, got {label!r}")
-            seg = ann["segment"]
-            if not isinstance(seg, (list, tuple)) or len(seg) != 2:
-                raise RgbtadError(f"{at}: 'segment' must be [start, end], got {seg!r}")
-            start, end = _number(seg[0]), _number(seg[1])
-            if start is None or end is None:
-                raise RgbtadError(f"{at}: 'segment' has a non-numeric value: {seg!r}")
-            if start < 0:
-                raise RgbtadError(f"{at}: segment starts before 0 ({start} s)")
-            if start > end:
-                raise RgbtadError(f"{at}: segment is reversed (start {start} > end {end})")
-            label_id: int | None = None
-            if "label_id" in ann:
-                raw_id = ann["label_id"]
-                if isinstance(raw_id, bool) or not isinstance(raw_id, (int, float)) or raw_id != int(raw_id) or raw_id < 0:
-                    raise RgbtadError(f"{at}: 'label_id' must be a non-negative integer, got {raw_id!r}")
-                label_id = int(raw_id)
-            segs.append((start, end, label, label_id))
-        raw_videos.append((str(vid), subset, duration, fps, segs))
-
-    class_names = _class_names(source, raw_videos, class_names, notes)
-    index = {name: i for i, name in enumerate(class_names)}
-
+def _build(source: str, raw_videos: list[RawVideo], fixed_classes: list[str] | None,
+           classes_path: Path | None, clip: bool, notes: list[str]) -> AnnotationSet:
+    """The AnnotationSet of checked videos: the class list (`class_names`) gives the label
+    ids; segments past the end are clipped."""
+    names = class_names(source, raw_videos, fixed_classes, notes)
+    index = {name: i for i, name in enumerate(names)}
     videos: dict[str, VideoAnnotation] = {}
     for vid, subset, duration, fps, segs in raw_videos:
         segments = []
         clipped = 0
         worst = 0.0
-        for start, end, label, label_id in segs:
+        for start, end, label, _label_id in segs:
             if label not in index:  # only possible with action_name.csv
                 raise RgbtadError(
                     f"{source}: video '{vid}': label {label!r} is not in {classes_path}"
@@ -369,49 +219,4 @@ def _build(path: Path, database: dict, info: dict[str, tuple[str, float | None]]
                 f"duration ({duration:g} s) by up to {worst:.2f} s"
             )
         videos[vid] = VideoAnnotation(vid, subset, duration, fps, segments)
-    return AnnotationSet(videos=videos, class_names=class_names, source=source)
-
-
-def _class_names(source: str, raw_videos: list, fixed: list[str] | None,
-                 notes: list[str]) -> list[str]:
-    """The class list: fixed (BSN action_name.csv), from label ids, or sorted labels."""
-    if fixed is not None:
-        return list(fixed)
-    with_id = without_id = 0
-    id_to_label: dict[int, str] = {}
-    label_to_id: dict[str, int] = {}
-    labels: set[str] = set()
-    for vid, _subset, _duration, _fps, segs in raw_videos:
-        for _start, _end, label, label_id in segs:
-            labels.add(label)
-            if label_id is None:
-                without_id += 1
-                continue
-            with_id += 1
-            known = id_to_label.setdefault(label_id, label)
-            if known != label:
-                raise RgbtadError(
-                    f"{source}: video '{vid}': label_id {label_id} is {label!r} here but "
-                    f"{known!r} elsewhere"
-                )
-            known_id = label_to_id.setdefault(label, label_id)
-            if known_id != label_id:
-                raise RgbtadError(
-                    f"{source}: video '{vid}': label {label!r} has label_id {label_id} here but "
-                    f"{known_id} elsewhere"
-                )
-    if with_id and without_id:
-        raise RgbtadError(
-            f"{source}: {without_id} annotation(s) lack 'label_id' while {with_id} have one"
-        )
-    if not with_id:
-        return sorted(labels)
-    count = max(id_to_label) + 1
-    gaps = [i for i in range(count) if i not in id_to_label]
-    if gaps:
-        shown = ", ".join(str(g) for g in gaps[:10]) + (" ..." if len(gaps) > 10 else "")
-        notes.append(
-            f"{source}: no annotation uses label_id {shown}; those classes are named "
-            f"'{UNNAMED_CLASS.format(gaps[0])}' etc."
-        )
-    return [id_to_label.get(i, UNNAMED_CLASS.format(i)) for i in range(count)]
+    return AnnotationSet(videos=videos, class_names=names, source=source)

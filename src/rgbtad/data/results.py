@@ -1,4 +1,4 @@
-"""Detections on disk: ActivityNet results JSON and a flat CSV.
+"""Detections on disk: ActivityNet results JSON and a flat CSV, and the one rule for a detection.
 
 JSON (the official ActivityNet layout, which ActionFormer, BMN and mmaction2 also read)::
 
@@ -12,7 +12,11 @@ In memory, detections are ``{video_id: [{"label": str, "score": float, "segment"
 Times are seconds and scores are written at full float precision (no rounding), so a
 round trip is exact. Writes are atomic; reading a malformed file (a missing field, a
 non-numeric value, a segment that does not end after it starts) is an `RgbtadError`
-naming the file (and the video or line), and so is writing such a detection. Torch-free.
+naming the file (and the video or line), and so is writing such a detection.
+
+The rule for a detection (`detection_values` and `segment_fault`) is also the evaluator's
+(`rgbtad.evaluation.predictions`), which applies the segment part later so that
+``--drop-invalid`` can leave such detections out. Torch-free.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
+
 from rgbtad.core.atomic import write_text
 from rgbtad.core.csvio import open_csv
 from rgbtad.core.errors import RgbtadError
@@ -31,9 +37,14 @@ from rgbtad.core.jsonio import read_json_file
 
 __all__ = [
     "CSV_HEADER",
+    "check_detection_list",
+    "detection_values",
+    "is_number_type",
     "read_results",
     "read_results_csv",
     "read_results_json",
+    "results_object",
+    "segment_fault",
     "write_results",
     "write_results_csv",
     "write_results_json",
@@ -45,8 +56,19 @@ DEFAULT_VERSION = "VERSION 1.3"
 Detections = dict[str, list[dict[str, Any]]]
 
 
-def _check_detection(det: Any, where: str, *, text: bool = False) -> dict[str, Any]:
-    """One detection as {"label": str, "score": float, "segment": [float, float]}."""
+# ----------------------------------------------------------------------------------------
+# The rule for a detection
+
+
+def detection_values(det: Any, where: str, *, text: bool = False) -> tuple[str, float, float, float]:
+    """``(label, score, start, end)`` of one detection, or an `RgbtadError` ``where: problem``.
+
+    A detection is a mapping with the fields ``label``, a non-empty class name (str);
+    ``score``, a finite number; and ``segment``, ``[start, end]`` (a list or tuple of two
+    numbers). Numbers are int, float or numpy scalars, never bool; with `text` (CSV cells)
+    they are the text of a number instead. Whether the segment ends after it starts, and is
+    finite, is `segment_fault`'s part of the rule.
+    """
     if not isinstance(det, Mapping):
         raise RgbtadError(f"{where}: expected an object with label, score and segment")
     for key in ("label", "score", "segment"):
@@ -55,29 +77,71 @@ def _check_detection(det: Any, where: str, *, text: bool = False) -> dict[str, A
     label = det["label"]
     if not isinstance(label, str) or not label:
         raise RgbtadError(f"{where}: 'label' must be a non-empty class name, got {label!r}")
-    score = _finite(det["score"], text)
-    if score is None:
+    score = _number(det["score"], text)
+    if score is None or not math.isfinite(score):
         raise RgbtadError(f"{where}: 'score' is not a finite number: {det['score']!r}")
     seg = det["segment"]
-    if isinstance(seg, (str, bytes)) or not isinstance(seg, Sequence) or len(seg) != 2:
+    if not isinstance(seg, (list, tuple)) or len(seg) != 2:
         raise RgbtadError(f"{where}: 'segment' must be [start, end], got {seg!r}")
-    start, end = _finite(seg[0], text), _finite(seg[1], text)
+    start, end = _number(seg[0], text), _number(seg[1], text)
     if start is None or end is None:
         raise RgbtadError(f"{where}: 'segment' has a non-numeric value: {list(seg)!r}")
-    if not end > start:  # reversed or empty: never a detection (see rgbtad.evaluation)
-        raise RgbtadError(f"{where}: 'segment' [{start!r}, {end!r}] must end after it starts")
-    return {"label": label, "score": score, "segment": [start, end]}
+    return label, score, start, end
 
 
-def _finite(value: Any, text: bool = False) -> float | None:
-    """`value` as a finite float, else None. Strings count only when `text` (CSV cells)."""
-    if isinstance(value, bool) or (isinstance(value, (str, bytes)) and not text):
+def segment_fault(start: float, end: float) -> str | None:
+    """What is wrong with the segment [start, end]: "reversed" (end < start), "empty"
+    (end == start), "not finite", or None for a segment that can be a detection."""
+    if end < start:
+        return "reversed"
+    if end == start:
+        return "empty"
+    if not (math.isfinite(start) and math.isfinite(end)):
+        return "not finite"
+    return None
+
+
+def check_detection_list(dets: Any, where: str) -> Sequence[Any]:
+    """The detections of one video: a list (or tuple), else an `RgbtadError` naming `where`."""
+    if not isinstance(dets, (list, tuple)):
+        raise RgbtadError(f"{where}: expected a list of detections")
+    return dets
+
+
+def results_object(data: Any, path: str | Path) -> dict[str, Any]:
+    """The ``results`` object of a parsed ActivityNet results file, else an `RgbtadError`."""
+    if not isinstance(data, dict) or "results" not in data:
+        raise RgbtadError(f"{path}: not an ActivityNet results file (no top-level 'results' object)")
+    if not isinstance(data["results"], dict):
+        raise RgbtadError(f"{path}: 'results' must be an object mapping video ids to lists")
+    return data["results"]
+
+
+def is_number_type(t: type) -> bool:
+    """A number in the rule: int, float or a numpy scalar. Not bool (an int subclass), and
+    not str: numpy would turn both into floats."""
+    return t is float or t is int or issubclass(t, (np.floating, np.integer))
+
+
+def _number(value: Any, text: bool) -> float | None:
+    """`value` as a float, else None. Strings count only when `text` (CSV cells)."""
+    if not (isinstance(value, str) if text else is_number_type(type(value))):
         return None
     try:
-        number = float(value)  # accepts numpy scalars and 0-d tensors alike
-    except (TypeError, ValueError):
+        return float(value)
+    except (ValueError, OverflowError):  # text that is no number; an int beyond any float
         return None
-    return number if math.isfinite(number) else None
+
+
+def _checked(det: Any, where: str, *, text: bool = False) -> dict[str, Any]:
+    """One detection as {"label": str, "score": float, "segment": [float, float]}."""
+    label, score, start, end = detection_values(det, where, text=text)
+    fault = segment_fault(start, end)
+    if fault == "not finite":
+        raise RgbtadError(f"{where}: 'segment' [{start!r}, {end!r}] is not finite")
+    if fault is not None:  # reversed or empty: never a detection (see rgbtad.evaluation)
+        raise RgbtadError(f"{where}: 'segment' [{start!r}, {end!r}] must end after it starts")
+    return {"label": label, "score": score, "segment": [start, end]}
 
 
 def _normalise(path: Path, detections_by_video: Mapping[str, Sequence[Any]]) -> Detections:
@@ -85,9 +149,9 @@ def _normalise(path: Path, detections_by_video: Mapping[str, Sequence[Any]]) -> 
         raise TypeError("detections_by_video must map video ids to lists of detections")
     out: Detections = {}
     for vid, dets in detections_by_video.items():
-        out[str(vid)] = [
-            _check_detection(det, f"{path}: video '{vid}': detection {i}") for i, det in enumerate(dets)
-        ]
+        where = f"{path}: video '{vid}'"
+        out[str(vid)] = [_checked(det, f"{where}: detection {i}")
+                         for i, det in enumerate(check_detection_list(dets, where))]
     return out
 
 
@@ -132,19 +196,11 @@ def write_results(path: str | Path, detections_by_video: Mapping[str, Sequence[A
 def read_results_json(path: str | Path) -> Detections:
     """Read ActivityNet results JSON into ``{video_id: [detection, ...]}`` (file order)."""
     path = Path(path)
-    data = read_json_file(path, "results")
-    if not isinstance(data, dict) or "results" not in data:
-        raise RgbtadError(f"{path}: not an ActivityNet results file (no top-level 'results' object)")
-    results = data["results"]
-    if not isinstance(results, dict):
-        raise RgbtadError(f"{path}: 'results' must be an object mapping video ids to lists")
     out: Detections = {}
-    for vid, dets in results.items():
-        if not isinstance(dets, list):
-            raise RgbtadError(f"{path}: video '{vid}': expected a list of detections")
-        out[vid] = [
-            _check_detection(det, f"{path}: video '{vid}': detection {i}") for i, det in enumerate(dets)
-        ]
+    for vid, dets in results_object(read_json_file(path, "results"), path).items():
+        where = f"{path}: video '{vid}'"
+        out[vid] = [_checked(det, f"{where}: detection {i}")
+                    for i, det in enumerate(check_detection_list(dets, where))]
     return out
 
 
@@ -165,7 +221,7 @@ def read_results_csv(path: str | Path) -> Detections:
             if len(row) != len(CSV_HEADER):
                 raise RgbtadError(f"{path}: line {line}: expected {len(CSV_HEADER)} columns, got {len(row)}")
             vid, start, end, label, score = row
-            det = _check_detection(
+            det = _checked(
                 {"label": label, "score": score, "segment": [start, end]}, f"{path}: line {line}",
                 text=True,
             )

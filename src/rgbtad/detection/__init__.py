@@ -2,7 +2,8 @@
 label assignment, losses and post-processing (decode + NMS), laid out by anatomy; the
 `Detector` protocol every model implements and the model registry (`build_model`).
 
-Families: ActionFormer (`rgbtad.detection.actionformer`, registered as "actionformer").
+Families: ActionFormer (`rgbtad.detection.actionformer`, registered as "actionformer") and
+TriDet (`rgbtad.detection.tridet`, registered as "tridet").
 ``build_model(cfg, num_classes)`` is the entry point of training, inference and the run
 directory (students need ``import rgbtad.distill`` first, see `rgbtad.detection.registry`);
 ``build_detector(cfg, num_classes)`` is the plain detector of a config whatever its
@@ -20,7 +21,9 @@ from rgbtad.detection.registry import (
                                        registered_models,
                                        seq_len_holding,
 )
+from rgbtad.detection.trident import TriDetOutput
+from rgbtad.detection.tridet import TriDet, TriDetSpec
 
 __all__ = ["ActionFormer", "ActionFormerSpec", "Detector", "DetectorOutput", "NMSConfig", "PyramidDetector",
-           "PyramidHead", "build_detector", "build_model", "model_name", "register_model", "registered_models",
-           "seq_len_holding"]
+           "PyramidHead", "TriDet", "TriDetOutput", "TriDetSpec", "build_detector", "build_model", "model_name",
+           "register_model", "registered_models", "seq_len_holding"]

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from rgbtad.core.errors import RgbtadError
+from rgbtad.data.detections import Detections
 from rgbtad.detection.encoders import ConvEmbedding, ConvEncoder, TransformerEncoder, zero_conv_biases
 from rgbtad.detection.heads import ClsHead, RegHead
 from rgbtad.detection.losses import DetectionLoss
@@ -70,41 +71,42 @@ class ActionFormerParts(NamedTuple):
 
 @dataclass(frozen=True)
 class ActionFormerSpec:
-    """ActionFormer's hyper-parameters (``rgbtad.config`` keys of the same names, see
-    `from_config`); invalid combinations raise ``ValueError`` on construction."""
+    """ActionFormer's hyper-parameters, built by `from_config` from the ``rgbtad.config`` keys
+    of the same names (the defaults live there, once); invalid combinations raise
+    ``ValueError`` on construction."""
 
     input_dim: int
     num_classes: int
-    max_seq_len: int = 2304
-    backbone: str = "transformer"
-    arch: tuple[int, int, int] = (2, 2, 5)
-    scale_factor: int = 2
-    embd_dim: int = 512
-    embd_kernel_size: int = 3
-    embd_with_ln: bool = True
-    n_head: int = 4
-    window: int | tuple[int, ...] = 19
-    use_abs_pe: bool = False
-    use_rel_pe: bool = False
-    dropout: float = 0.0
-    droppath: float = 0.1
-    fpn_type: str = "identity"
-    fpn_dim: int = 512
-    fpn_with_ln: bool = True
-    fpn_start_level: int = 0
-    head_dim: int = 512
-    head_num_layers: int = 3
-    head_kernel_size: int = 3
-    head_with_ln: bool = True
-    regression_range: tuple = ((0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000))
-    cls_prior_prob: float = 0.01
-    head_empty_cls: tuple[int, ...] = ()
-    center_sample: str = "radius"
-    center_sample_radius: float = 1.5
-    loss_weight: float = 1.0
-    label_smoothing: float = 0.0
-    init_loss_norm: float = 100.0
-    nms: NMSConfig = field(default_factory=NMSConfig)
+    max_seq_len: int
+    backbone: str
+    arch: tuple[int, int, int]
+    scale_factor: int
+    embd_dim: int
+    embd_kernel_size: int
+    embd_with_ln: bool
+    n_head: int
+    window: int | tuple[int, ...]
+    use_abs_pe: bool
+    use_rel_pe: bool
+    dropout: float
+    droppath: float
+    fpn_type: str
+    fpn_dim: int
+    fpn_with_ln: bool
+    fpn_start_level: int
+    head_dim: int
+    head_num_layers: int
+    head_kernel_size: int
+    head_with_ln: bool
+    regression_range: tuple
+    cls_prior_prob: float
+    head_empty_cls: tuple[int, ...]
+    center_sample: str
+    center_sample_radius: float
+    loss_weight: float
+    label_smoothing: float
+    init_loss_norm: float
+    nms: NMSConfig
 
     def __post_init__(self) -> None:
         if len(self.regression_ranges) != len(self.strides):
@@ -293,9 +295,9 @@ class _Predictor(nn.Module):
         return decay_param_groups(self, weight_decay)
 
     @torch.no_grad()
-    def postprocess(self, out: DetectorOutput, metas: list[dict]) -> list[dict]:
-        """Detections per video, in seconds: ``{video_id, segments (N x 2), scores (N),
-        labels (N)}`` as NumPy arrays, sorted by score and capped at ``max_seg_num``."""
+    def postprocess(self, out: DetectorOutput, metas: list[dict]) -> list[Detections]:
+        """The detections of every video, in seconds, sorted by score and capped at
+        ``max_seg_num``."""
         if len(metas) != out.cls_logits[0].shape[0]:
             raise ValueError(f"{len(metas)} metas for a batch of {out.cls_logits[0].shape[0]}")
         results = []

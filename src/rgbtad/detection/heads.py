@@ -55,13 +55,16 @@ class ClsHead(nn.Module):
 
 
 class RegHead(nn.Module):
+    """``num_outputs``: 2 (start / end distances); TriDet's Trident head regresses
+    ``2 (num_bins + 1)`` centre-offset logits with the same head."""
+
     def __init__(self, in_dim: int, dim: int, num_levels: int, num_layers: int = 3,
-                 kernel_size: int = 3, with_ln: bool = True):
+                 kernel_size: int = 3, with_ln: bool = True, num_outputs: int = 2):
         super().__init__()
         self.trunk, self.trunk_norms = _trunk(in_dim, dim, num_layers, kernel_size, with_ln)
         self.act = nn.ReLU()
         self.level_scales = nn.ModuleList(Scale() for _ in range(num_levels))
-        self.offsets = MaskedConv1d(dim, 2, kernel_size)
+        self.offsets = MaskedConv1d(dim, num_outputs, kernel_size)
 
     def forward(self, feats: list[torch.Tensor], masks: list[torch.Tensor]) -> list[torch.Tensor]:
         if len(feats) != len(self.level_scales):

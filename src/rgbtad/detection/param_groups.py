@@ -12,8 +12,8 @@ __all__ = ["decay_param_groups"]
 
 def decay_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Two optimizer groups as the release's ``make_optimizer``: weight decay on the
-    weights of convolutions and linear layers; none on biases, LayerNorms, per-level
-    scales, layer scales and relative position biases."""
+    weights of convolutions and linear layers; none on biases, LayerNorms, GroupNorms
+    (TriDet's SGP layers), per-level scales, layer scales and relative position biases."""
     decay, no_decay = {}, {}
     for module_name, module in model.named_modules():
         for name, param in module.named_parameters(recurse=False):
@@ -22,7 +22,7 @@ def decay_param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
                 no_decay[full] = param
             elif name == "weight" and isinstance(module, (nn.Conv1d, nn.Linear)):
                 decay[full] = param
-            elif isinstance(module, (ChannelLayerNorm, Scale, LayerScaleDropPath)):
+            elif isinstance(module, (ChannelLayerNorm, nn.GroupNorm, Scale, LayerScaleDropPath)):
                 no_decay[full] = param
             elif isinstance(module, ConvAttention) and name == "rel_pos":
                 no_decay[full] = param

@@ -18,7 +18,8 @@ the ActionFormer release, including their orderings and tie rules:
   suppress IoU ``>= iou_threshold``;
 * multiclass: soft/hard NMS per class in ``torch.unique`` order, each capped at
   ``max_seg_num``; class-agnostic: one NMS, then segment voting (IoU ``>= voting_thresh``,
-  weights score x IoU, over all pre-NMS candidates) when ``voting_thresh > 0``;
+  weights score x IoU, over all pre-NMS candidates) when ``voting_thresh > 0`` (TriDet's
+  release weights by the score alone: ``NMSConfig.voting_iou_weight`` False);
 * finally sort by score (``torch.sort``) and keep ``max_seg_num``; with ``nms_method ==
   'none'`` nothing is sorted or capped (as the release);
 * grid -> seconds: ``(x * feat_stride + 0.5 * num_frames) / fps``, then values ``<= 0``
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 
 from rgbtad.core.timebase import SnippetGrid
+from rgbtad.data.detections import Detections
 
 __all__ = [
     "NMSConfig",
@@ -64,6 +66,7 @@ class NMSConfig:
     multiclass: bool = True
     sigma: float = 0.5
     voting_thresh: float = 0.75
+    voting_iou_weight: bool = True  # segment voting weights: score x IoU (ActionFormer), else the score (TriDet)
 
 
 # ------------------------------------------------------------------------------ decoding
@@ -71,8 +74,9 @@ class NMSConfig:
 @torch.no_grad()
 def decode_video(cls_logits: list[torch.Tensor], offsets: list[torch.Tensor],
                  masks: list[torch.Tensor], points: list[torch.Tensor], cfg: NMSConfig):
-    """Candidates of one video from per-level ``T_l x K`` logits, ``T_l x 2`` offsets,
-    ``T_l`` masks and ``T_l x 4`` points: (segments ``N x 2`` grid units, scores, labels)."""
+    """Candidates of one video from per-level ``T_l x K`` logits, ``T_l x 2`` offsets (or
+    ``T_l x K x 2``: per class, TriDet), ``T_l`` masks and ``T_l x 4`` points: (segments
+    ``N x 2`` grid units, scores, labels)."""
     segs_all, scores_all, labels_all = [], [], []
     for logits, offs, mask, pts in zip(cls_logits, offsets, masks, points):
         num_classes = logits.shape[-1]
@@ -86,7 +90,7 @@ def decode_video(cls_logits: list[torch.Tensor], offsets: list[torch.Tensor],
         flat_index = flat_index[order[:num_top]].clone()
         point_index = torch.div(flat_index, num_classes, rounding_mode="floor")
         labels = torch.fmod(flat_index, num_classes)
-        offs = offs[point_index]
+        offs = offs[point_index, labels] if offs.dim() == 3 else offs[point_index]
         pts = pts[point_index]
         left = pts[:, 0] - offs[:, 0] * pts[:, 3]
         right = pts[:, 0] + offs[:, 1] * pts[:, 3]
@@ -194,9 +198,10 @@ def hard_nms_1d(segs: torch.Tensor, scores: torch.Tensor, iou_threshold: float) 
 
 
 def segment_voting(nms_segs: torch.Tensor, all_segs: torch.Tensor, all_scores: torch.Tensor,
-                   iou_threshold: float) -> torch.Tensor:
+                   iou_threshold: float, iou_weight: bool = True) -> torch.Tensor:
     """Refine each kept segment as the (score x IoU)-weighted mean of every candidate whose
-    IoU with it is ``>= iou_threshold`` (release: ``seg_voting``)."""
+    IoU with it is ``>= iou_threshold`` (release: ``seg_voting``); without `iou_weight`
+    score-weighted (TriDet's release)."""
     n_nms, n_all = nms_segs.shape[0], all_segs.shape[0]
     a = nms_segs[:, None].expand(n_nms, n_all, 2)
     b = all_segs[None, :].expand(n_nms, n_all, 2)
@@ -204,7 +209,9 @@ def segment_voting(nms_segs: torch.Tensor, all_segs: torch.Tensor, all_scores: t
     right = torch.minimum(a[:, :, 1], b[:, :, 1])
     inter = (right - left).clamp(min=0)
     iou = inter / ((a[:, :, 1] - a[:, :, 0]) + (b[:, :, 1] - b[:, :, 0]) - inter)
-    weights = (iou >= iou_threshold).to(all_scores.dtype) * all_scores[None, :] * iou
+    weights = (iou >= iou_threshold).to(all_scores.dtype) * all_scores[None, :]
+    if iou_weight:
+        weights = weights * iou
     weights = weights / torch.sum(weights, dim=1, keepdim=True)
     return weights @ all_segs
 
@@ -245,7 +252,7 @@ def batched_nms(segs: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, 
     else:
         new_segs, new_scores, new_labels = op(segs, scores, labels, cfg)
         if cfg.voting_thresh > 0:
-            new_segs = segment_voting(new_segs, segs, scores, cfg.voting_thresh)
+            new_segs = segment_voting(new_segs, segs, scores, cfg.voting_thresh, cfg.voting_iou_weight)
     order = new_scores.sort(descending=True)[1]
     count = min(cfg.max_seg_num, new_segs.shape[0])
     order = order[:count]
@@ -253,8 +260,8 @@ def batched_nms(segs: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, 
 
 
 @torch.no_grad()
-def postprocess_video(cls_logits, offsets, masks, points, meta: dict, cfg: NMSConfig) -> dict:
-    """Detections of one video in seconds: ``{video_id, segments, scores, labels}``."""
+def postprocess_video(cls_logits, offsets, masks, points, meta: dict, cfg: NMSConfig) -> Detections:
+    """The detections of one video, in seconds."""
     segs, scores, labels = decode_video(cls_logits, offsets, masks, points, cfg)
     segs, scores, labels = segs.detach().cpu(), scores.detach().cpu(), labels.detach().cpu()
     if cfg.nms_method != "none":
@@ -265,12 +272,8 @@ def postprocess_video(cls_logits, offsets, masks, points, meta: dict, cfg: NMSCo
     segs = clip_to_video(snippets.to_seconds(segs.double()), _number(meta["duration"]))
     inside = segs[:, 1] > segs[:, 0]  # clipping empties a segment that lies past the video's end
     segs, scores, labels = segs[inside], scores[inside], labels[inside]
-    return {
-        "video_id": meta["video_id"],
-        "segments": segs.numpy().reshape(-1, 2),
-        "scores": scores.numpy().reshape(-1),
-        "labels": labels.numpy().astype(np.int64).reshape(-1),
-    }
+    return Detections(meta["video_id"], segs.numpy().reshape(-1, 2), scores.numpy().reshape(-1),
+                      labels.numpy().astype(np.int64).reshape(-1))
 
 
 def _number(value):

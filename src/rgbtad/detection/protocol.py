@@ -24,6 +24,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from rgbtad.data.detections import Detections
+
 __all__ = ["Detector", "DetectorOutput", "PyramidDetector"]
 
 
@@ -62,8 +64,8 @@ class Detector(Protocol):
       output, ground truth per video (``N x 2`` segments on the input grid, ``N`` labels);
       a dict holding every name of ``loss_names``, ``"final_loss"`` the one to minimise.
     * ``postprocess(out, metas)``: decoding and NMS of an eval-mode output; per video (one
-      ``meta`` dict each: video_id, fps, duration, feat_stride, feat_num_frames) a dict
-      ``{video_id, segments (N x 2, seconds), scores (N), labels (N)}`` of NumPy arrays.
+      ``meta`` dict each: video_id, fps, duration, feat_stride, feat_num_frames) its
+      `rgbtad.data.detections.Detections` (segments in seconds, scores, label ids).
     * ``loss_names``: the keys of ``losses`` (training logs have one column each).
     * ``training_inputs``: names of the extra batch fields the training forward reads
       (``()`` for a plain detector, ``("teacher_feats",)`` for a distillation student).
@@ -94,7 +96,7 @@ class Detector(Protocol):
     def losses(self, out: DetectorOutput, gt_segments: list[torch.Tensor],
                gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]: ...
 
-    def postprocess(self, out: DetectorOutput, metas: list[dict]) -> list[dict]: ...
+    def postprocess(self, out: DetectorOutput, metas: list[dict]) -> list[Detections]: ...
 
     def check_length(self, length: int) -> None: ...
 

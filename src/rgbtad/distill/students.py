@@ -63,6 +63,7 @@ import torch
 from torch import nn
 
 from rgbtad.core.errors import RgbtadError
+from rgbtad.data.detections import Detections
 from rgbtad.detection.actionformer import ActionFormer, PyramidHead, model_config_errors, spec_from_config
 from rgbtad.detection.param_groups import decay_param_groups
 from rgbtad.detection.protocol import DetectorOutput
@@ -130,7 +131,7 @@ class DistillStudent(nn.Module):
         return decay_param_groups(self, weight_decay)
 
     @torch.no_grad()
-    def postprocess(self, out: DetectorOutput, metas: list[dict]) -> list[dict]:
+    def postprocess(self, out: DetectorOutput, metas: list[dict]) -> list[Detections]:
         return self.inference_detector.postprocess(out, metas)
 
     def attach_teacher(self, teacher: FrozenTeacher) -> None:

@@ -22,7 +22,6 @@ Torch-free: the ``rgbtad evaluate`` command imports this.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -31,6 +30,7 @@ import numpy as np
 
 from rgbtad.core.errors import RgbtadError
 from rgbtad.core.jsonio import read_json_file
+from rgbtad.data.results import check_detection_list, detection_values, results_object, segment_fault
 
 __all__ = ["Predictions", "load_predictions"]
 
@@ -56,56 +56,25 @@ class Predictions:
     @classmethod
     def from_file(cls, path: str | Path) -> "Predictions":
         data = read_json_file(path, "detections")
-        if not isinstance(data, dict) or "results" not in data:
-            raise RgbtadError(
-                f"{path}: not an ActivityNet results file (no top-level 'results' object)"
-            )
-        if not isinstance(data["results"], dict):
-            raise RgbtadError(f"{path}: 'results' must be an object mapping video ids to lists")
-        return cls.from_results(data["results"], source=str(path))
+        return cls.from_results(results_object(data, path), source=str(path))
 
     @classmethod
     def from_results(cls, results: Mapping[str, Sequence[Mapping[str, Any]]],
                      source: str = "<memory>") -> "Predictions":
-        """Build from ``{video_id: [{"label", "score", "segment"}, ...]}`` (order kept)."""
+        """Build from ``{video_id: [{"label", "score", "segment"}, ...]}`` (order kept).
+
+        Each detection must pass `rgbtad.data.results.detection_values`; its segment is
+        checked later, by `valid_segments`.
+        """
         if not isinstance(results, Mapping):
             raise RgbtadError(f"{source}: detections must map video ids to lists of detections")
-        video_ids: list[str] = []
-        counts: list[int] = []
-        starts: list[Any] = []
-        ends: list[Any] = []
-        labels: list[Any] = []
-        scores: list[Any] = []
-        try:
-            for vid, dets in results.items():
-                if not isinstance(dets, (list, tuple)):
-                    raise TypeError
-                video_ids.append(str(vid))
-                counts.append(len(dets))
-                segs = [d["segment"] for d in dets]
-                starts += [s[0] for s in segs]
-                ends += [s[1] for s in segs]
-                labels += [d["label"] for d in dets]
-                scores += [d["score"] for d in dets]
-            arrays = [_float_array(x) for x in (starts, ends, scores)]
-            if not np.isfinite(arrays[2]).all():  # segments: see valid_segments
-                raise ValueError
-            label_types = set(map(type, labels))
-        except (KeyError, TypeError, IndexError, ValueError):
-            _raise_first_problem(results, source)
-            raise  # not reached: _raise_first_problem always raises
-        if all(issubclass(t, str) for t in label_types):
-            are_ids = False
-            if label_types != {str}:
-                labels = [str(x) for x in labels]
-        elif all(issubclass(t, (int, np.integer)) and not issubclass(t, bool) for t in label_types):
-            are_ids = True
-            labels = [int(x) for x in labels]
-        else:
-            _raise_first_problem(results, source)
+        columns = _plain_columns(results)
+        if columns is None:
+            columns = _checked_columns(results, source)
+        video_ids, counts, start, end, score, labels = columns
         video = np.repeat(np.arange(len(video_ids), dtype=np.int64),
                           np.asarray(counts, dtype=np.int64))
-        return cls(video_ids, video, arrays[0], arrays[1], arrays[2], labels, are_ids, source)
+        return cls(video_ids, video, start, end, score, labels, False, source)
 
     @classmethod
     def from_arrays(cls, video_ids: Sequence[str], starts: Any, ends: Any, labels: Any,
@@ -140,6 +109,7 @@ class Predictions:
         reversed copy of a ground-truth segment as one (its tIoU is 0/0 = NaN, which passes
         the "not below the threshold" test). Such a detection is an `RgbtadError` naming
         the first one, or with `drop_invalid` is left out, with one warning line."""
+        # segment_fault's rule, for all detections at once
         bad = ~(np.isfinite(self.start) & np.isfinite(self.end) & (self.end > self.start))
         if not bad.any():
             return self
@@ -147,7 +117,7 @@ class Predictions:
             i = int(np.flatnonzero(bad)[0])
             v = int(self.video[i])
             start, end = float(self.start[i]), float(self.end[i])
-            kind = "reversed" if end < start else "empty" if end == start else "not finite"
+            kind = segment_fault(start, end)
             raise RgbtadError(
                 f"{self.source}: video '{self.video_ids[v]}': detection {int((self.video[:i] == v).sum())}: "
                 f"segment [{start!r}, {end!r}] is {kind} (end must be greater than start); "
@@ -166,42 +136,70 @@ def load_predictions(path: str | Path) -> Predictions:
     return Predictions.from_file(path)
 
 
-def _float_array(values: list[Any]) -> np.ndarray:
-    """Plain numbers only: numpy would also turn bools and numeric strings into floats."""
-    if not all(_is_number_type(t) for t in set(map(type, values))):
-        raise ValueError
+# video ids, detections per video, start, end and score arrays, labels
+_Columns = tuple[list[str], list[int], np.ndarray, np.ndarray, np.ndarray, list[str]]
+
+
+def _plain_columns(results: Mapping) -> _Columns | None:
+    """The columns in one fast pass, when every detection is plain data (a dict, a [start,
+    end] list, int or float numbers, a class name) that passes the rule of
+    `detection_values`; None for anything else, which `_checked_columns` then decides."""
+    video_ids: list[str] = []
+    counts: list[int] = []
+    starts: list[Any] = []
+    ends: list[Any] = []
+    labels: list[Any] = []
+    scores: list[Any] = []
+    try:
+        for vid, dets in results.items():
+            if type(dets) is not list or not set(map(type, dets)) <= {dict}:
+                return None
+            segs = [d["segment"] for d in dets]
+            if not (set(map(type, segs)) <= {list} and set(map(len, segs)) <= {2}):
+                return None
+            video_ids.append(str(vid))
+            counts.append(len(dets))
+            starts += [seg[0] for seg in segs]
+            ends += [seg[1] for seg in segs]
+            labels += [d["label"] for d in dets]
+            scores += [d["score"] for d in dets]
+    except KeyError:
+        return None
+    if not (set(map(type, labels)) <= {str} and all(labels)):
+        return None
+    try:
+        start, end, score = (_plain_numbers(x) for x in (starts, ends, scores))
+    except (TypeError, OverflowError):  # not int or float; an int beyond any float
+        return None
+    if not np.isfinite(score).all():
+        return None
+    return video_ids, counts, start, end, score, labels
+
+
+def _plain_numbers(values: list[Any]) -> np.ndarray:
+    if not all(t is float or t is int for t in set(map(type, values))):
+        raise TypeError
     return np.array(values, dtype=np.float64)
 
 
-def _is_number_type(t: type) -> bool:
-    return t is float or t is int or (issubclass(t, (np.floating, np.integer)))
-
-
-def _raise_first_problem(results: Mapping, source: str) -> None:
-    """Find the first bad entry (slow path, only after the fast parse failed) and raise."""
+def _checked_columns(results: Mapping, source: str) -> _Columns:
+    """The same columns, each detection checked by `detection_values` (the first that fails
+    it is an `RgbtadError` naming the file, the video and the detection)."""
+    video_ids: list[str] = []
+    counts: list[int] = []
+    starts: list[float] = []
+    ends: list[float] = []
+    labels: list[str] = []
+    scores: list[float] = []
     for vid, dets in results.items():
-        if not isinstance(dets, (list, tuple)):
-            raise RgbtadError(f"{source}: video '{vid}': expected a list of detections")
-        for i, det in enumerate(dets):
-            where = f"{source}: video '{vid}': detection {i}"
-            if not isinstance(det, Mapping):
-                raise RgbtadError(f"{where}: expected an object with label, score and segment")
-            for key in ("label", "score", "segment"):
-                if key not in det:
-                    raise RgbtadError(f"{where}: missing field '{key}'")
-            label = det["label"]
-            if not (isinstance(label, str) or (isinstance(label, int) and not isinstance(label, bool))):
-                raise RgbtadError(f"{where}: 'label' must be a class name, got {label!r}")
-            if not _finite(det["score"]):
-                raise RgbtadError(f"{where}: 'score' is not a finite number: {det['score']!r}")
-            seg = det["segment"]
-            if isinstance(seg, (str, bytes)) or not isinstance(seg, Sequence) or len(seg) < 2:
-                raise RgbtadError(f"{where}: 'segment' must be [start, end], got {seg!r}")
-            if not (_is_number_type(type(seg[0])) and _is_number_type(type(seg[1]))):
-                raise RgbtadError(f"{where}: 'segment' is not two numbers: {list(seg)!r}")
-    kinds = sorted({type(d["label"]).__name__ for dets in results.values() for d in dets})
-    raise RgbtadError(f"{source}: labels mix class names and ids ({', '.join(kinds)})")
-
-
-def _finite(value: Any) -> bool:
-    return _is_number_type(type(value)) and math.isfinite(float(value))
+        where = f"{source}: video '{vid}'"
+        for i, det in enumerate(check_detection_list(dets, where)):
+            label, score, start, end = detection_values(det, f"{where}: detection {i}")
+            labels.append(str(label))
+            scores.append(score)
+            starts.append(start)
+            ends.append(end)
+        video_ids.append(str(vid))
+        counts.append(len(dets))
+    return (video_ids, counts, np.array(starts, dtype=np.float64), np.array(ends, dtype=np.float64),
+            np.array(scores, dtype=np.float64), labels)

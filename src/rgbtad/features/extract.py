@@ -22,13 +22,8 @@ Outputs in ``out_dir``:
   source_fps, duration, width, height}}}`` (``num_frames`` counts frames after resampling;
   ``fps`` is the rate they are at).
 
-**Index files and sharding.** Every process writes only its own index file, so concurrent
-shards never overwrite each other's entries: an unsharded run writes ``features.json``, shard
-K of N (``--shard K/N`` or torchrun rank) writes ``features.shard-K-of-N.json``. Readers
-(`load_features_index`, and the skip check of every run) merge all of them; an unsharded run
-also copies every entry it finds into ``features.json``, so rerunning without ``--shard`` after
-a sharded extraction consolidates the index. All index files of a folder must agree on the
-settings; a run with other settings fails at once, naming the file (use another folder).
+**Index files and sharding**: `rgbtad.features.index` (each shard writes its own index
+file; readers merge them; all must agree on the settings).
 
 **Resume.** A video is skipped when ``<stem>.npy`` exists and some index file lists it. The
 ``.npy`` is written atomically before the index entry, so an interrupted run leaves either
@@ -38,73 +33,26 @@ temporary files (``.<stem>.npy.*.tmp.npy``) are ignored.
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import numpy as np
 
-from rgbtad.core.atomic import write_json, write_npy
+from rgbtad.core.atomic import write_npy
 from rgbtad.core.batch import BatchReport, failure_message, resolve_shard, select_shard
 from rgbtad.core.device import resolve_device
 from rgbtad.core.errors import RgbtadError
-from rgbtad.core.jsonio import read_json_file
 from rgbtad.core.precision import autocast, resolve_precision
+from rgbtad.features.index import ExtractionIndex
 from rgbtad.motion.flow import motion_chunks
 from rgbtad.video.decode import VideoReader, video_stem
 from rgbtad.video.sampling import iter_snippets, num_snippets, pad_snippet
 from rgbtad.video.snippets import SnippetSpec, normalize
 
-log = logging.getLogger(__name__)
-
-FORMAT = "rgbtad-features-1"
-INDEX_FILE = "features.json"
 CHUNK_FRAMES = 64
 
 ExtractReport = BatchReport
-
-
-def index_file_name(shard: tuple[int, int] | None) -> str:
-    return INDEX_FILE if shard is None else f"features.shard-{shard[0]}-of-{shard[1]}.json"
-
-
-def _index_files(out_dir: Path) -> list[Path]:
-    files = [out_dir / INDEX_FILE] if (out_dir / INDEX_FILE).is_file() else []
-    files += sorted(out_dir.glob("features.shard-*-of-*.json"))
-    return files
-
-
-def _read_index(path: Path) -> dict:
-    data = read_json_file(path, "feature index")
-    if not isinstance(data, dict) or data.get("format") != FORMAT or not isinstance(data.get("videos"), dict):
-        raise RgbtadError(f"{path}: not a feature index written by rgbtad extract")
-    return data
-
-
-def load_features_index(out_dir: str | Path) -> dict:
-    """Merged index of a feature folder: ``{"format", "settings", "videos"}`` (module doc).
-
-    Raises `RgbtadError` when there is no index or when index files disagree on settings.
-    """
-    out_dir = Path(out_dir)
-    files = _index_files(out_dir)
-    if not files:
-        raise RgbtadError(f"{out_dir}: no feature index ({INDEX_FILE} or features.shard-K-of-N.json)")
-    merged: dict[str, Any] = {"format": FORMAT, "settings": None, "videos": {}}
-    for path in files:
-        data = _read_index(path)
-        if merged["settings"] is None:
-            merged["settings"] = data.get("settings")
-        elif data.get("settings") != merged["settings"]:
-            raise RgbtadError(f"{path}: extracted with other settings than {files[0].name}")
-        merged["videos"].update(data["videos"])
-    return merged
-
-
-def _describe_difference(old: dict, new: dict) -> str:
-    keys = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    return ", ".join(f"{k} {old.get(k)!r} (now {new.get(k)!r})" for k in keys[:4])
 
 
 # --------------------------------------------------------------------------- backbone
@@ -141,7 +89,7 @@ def _inference_copy(net):
     """`net` for inference: batch norms folded into the convolutions and, for the families of
     2-D convolutions (TSM), the channels-last layout that oneDNN prefers (TSM-R18 at 224 px:
     1.5x faster in bfloat16 on an AVX512-BF16 CPU). The caller's module is left as it is; one without
-    convolutions (an ONNX Runtime backbone, `rgbtad.export.onnx.OrtBackbone`) is used as is."""
+    convolutions (an ONNX Runtime backbone, `rgbtad.export.runtime.OrtBackbone`) is used as is."""
     import torch
 
     from rgbtad.backbones.layers import channels_last_if_2d, fold_batch_norms
@@ -310,12 +258,7 @@ def extract_features(
     if out_dir.exists() and not out_dir.is_dir():
         raise RgbtadError(f"{out_dir}: exists and is not a folder")
     shard = resolve_shard(shard)
-    videos = select_shard([Path(v) for v in videos], shard)
-    stems: dict[str, Path] = {}
-    for v in videos:
-        if video_stem(v) in stems:
-            raise RgbtadError(f"{v}: same name as {stems[video_stem(v)]} (features are named by the file stem)")
-        stems[video_stem(v)] = v
+    videos = _videos_of_shard(videos, shard)
 
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev)
@@ -323,8 +266,41 @@ def extract_features(
     min_frames = int(getattr(net, "min_frames", 1) or 1)
     if snippets.frames < min_frames:
         raise RgbtadError(f"invalid --snippet-frames {snippets.frames}: backbone {name} needs at least {min_frames}")
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = ExtractionIndex(out_dir, _settings(net, name, weights, snippets, precision), shard)
+    report = ExtractReport()
+    todo = []
+    for v in videos:
+        stem = video_stem(v)
+        if stem in index.listed and (out_dir / f"{stem}.npy").is_file():
+            report.skipped.append(v)
+        else:
+            todo.append(v)
+    index.consolidate()
+
+    extractor = _Extractor(net, snippets, device=dev, batch_size=int(batch_size), precision=precision,
+                           flow_dir=flow_dir, progress=progress)
+    label = f"extract {name}/{snippets.modality}" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
+    _extract_each(todo, extractor, index, out_dir, report, label, progress)
+    return report
+
+
+def _videos_of_shard(videos: list[str | Path], shard: tuple[int, int] | None) -> list[Path]:
+    """The videos of this shard, refused when two share a file stem (the features' name)."""
+    videos = select_shard([Path(v) for v in videos], shard)
+    stems: dict[str, Path] = {}
+    for v in videos:
+        if video_stem(v) in stems:
+            raise RgbtadError(f"{v}: same name as {stems[video_stem(v)]} (features are named by the file stem)")
+        stems[video_stem(v)] = v
+    return videos
+
+
+def _settings(net, name: str, weights: str | None, snippets: SnippetSpec, precision: str) -> dict:
+    """The index settings: everything that makes two extractions' features comparable."""
     motion = snippets.modality != "rgb"
-    settings = {
+    return {
         "backbone": name,
         "weights": None if weights is None else str(weights),
         **snippets.record(),
@@ -336,60 +312,24 @@ def extract_features(
                    + ("; motion: N-1 items per snippet, last repeated" if motion else ""),
     }
 
-    # Existing index files: settings must match; their entries count as done.
-    out_dir.mkdir(parents=True, exist_ok=True)
-    listed: dict[str, dict] = {}
-    for path in _index_files(out_dir):
-        data = _read_index(path)
-        if data.get("settings") != settings:
-            raise RgbtadError(f"{path}: features in this folder were extracted with other settings: "
-                              f"{_describe_difference(data.get('settings') or {}, settings)}; "
-                              "use another --out")
-        listed.update(data["videos"])
-    own_path = out_dir / index_file_name(shard)
-    own: dict[str, dict] = dict(listed) if shard is None else (
-        dict(_read_index(own_path)["videos"]) if own_path.is_file() else {})
 
-    def save_index() -> None:
-        write_json(own_path, {"format": FORMAT, "settings": settings, "videos": dict(sorted(own.items()))})
-
-    report = ExtractReport()
-    todo = []
-    for v in videos:
-        stem = video_stem(v)
-        if stem in listed and (out_dir / f"{stem}.npy").is_file():
-            report.skipped.append(v)
-        else:
-            todo.append(v)
-    if shard is None and own != _safe_own(own_path):
-        save_index()  # consolidate shard entries into features.json
-
-    extractor = _Extractor(net, snippets, device=dev, batch_size=int(batch_size), precision=precision,
-                           flow_dir=flow_dir, progress=progress)
+def _extract_each(todo: list[Path], extractor: _Extractor, index: ExtractionIndex, out_dir: Path,
+                  report: ExtractReport, label: str, progress: bool) -> None:
+    """Extract `todo` one video after the other, each ``.npy`` written before its index entry."""
     from tqdm import tqdm
 
-    label = f"extract {name}/{snippets.modality}" + (f" shard {shard[0]}/{shard[1]}" if shard else "")
     with tqdm(total=len(todo), desc=label, unit="video", disable=not progress or not todo, position=0) as bar:
         for v in todo:
             try:
                 features, entry = extractor.run(v)
                 write_npy(out_dir / entry["file"], features)
-                own[video_stem(v)] = entry
-                save_index()
+                index.add(video_stem(v), entry)
                 report.done.append(v)
             except KeyboardInterrupt:
                 raise
             except Exception as err:  # noqa: BLE001 - one bad video must not stop the batch
                 report.failed.append((v, failure_message(v, err)))
             bar.update(1)
-    return report
-
-
-def _safe_own(path: Path) -> dict | None:
-    try:
-        return _read_index(path)["videos"] if path.is_file() else None
-    except RgbtadError:
-        return None
 
 
 def load_backbone(backbone, modality: str = "rgb", weights: str | Path | None = None):

@@ -20,7 +20,7 @@ Per video:
    ``[0, duration]``.
 
 ``Detector.from_run(run, onnx="model.onnx")`` runs the detector (and the backbone, when
-exported with it) with ONNX Runtime instead (`rgbtad.export.onnx`).
+exported with it) with ONNX Runtime instead (`rgbtad.export.runtime`).
 
     >>> detector = Detector.from_run("runs/rgb_only")
     >>> result = detector.detect("video.mp4")
@@ -39,24 +39,11 @@ import numpy as np
 import torch
 
 from rgbtad.core.errors import RgbtadError
+from rgbtad.data.detections import Detection
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DetectReport", "Detection", "Detector", "VideoDetections", "detect_videos"]
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One detected action: class name, confidence, start and end in seconds."""
-
-    label: str
-    score: float
-    start: float
-    end: float
-
-    def to_result(self) -> dict:
-        """The ActivityNet results layout: ``{"label", "score", "segment": [start, end]}``."""
-        return {"label": self.label, "score": self.score, "segment": [self.start, self.end]}
 
 
 @dataclass
@@ -133,7 +120,7 @@ class Detector:
         forward = None
         backbone = None
         if onnx is not None:
-            from rgbtad.export.onnx import OrtBackbone, OrtDetector
+            from rgbtad.export.runtime import OrtBackbone, OrtDetector
 
             forward = OrtDetector(onnx, torch_device)
             forward.check_model(model, int(cfg.data.input_dim), len(class_names))
@@ -177,11 +164,10 @@ class Detector:
         tensor, feat_stride, num_frames = detector_input(feats, self.cfg.data)
         meta = {"video_id": video_id, "fps": float(fps), "duration": float(duration),
                 "feat_stride": feat_stride, "feat_num_frames": num_frames}
-        results = predict_video(self.model, tensor, meta, self.class_names, self.device,
-                                self.cfg.data.max_seq_len, forward=self.forward)
-        segments = [Detection(r["label"], r["score"], r["segment"][0], r["segment"][1])
-                    for r in results if r["score"] >= min_score]
-        return VideoDetections(video_id=video_id, duration=float(duration), fps=float(fps), segments=segments,
+        detections = predict_video(self.model, tensor, meta, self.device, self.cfg.data.max_seq_len,
+                                   forward=self.forward)
+        return VideoDetections(video_id=video_id, duration=float(duration), fps=float(fps),
+                               segments=detections.named(self.class_names, min_score),
                                num_snippets=int(len(feats)))
 
     def detect(self, video: str | Path, min_score: float = 0.0) -> VideoDetections:

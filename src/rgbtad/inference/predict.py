@@ -18,6 +18,7 @@ from rgbtad.core.errors import RgbtadError
 from rgbtad.data.annotations import AnnotationSet, load_annotations
 from rgbtad.data.batching import pad_batch
 from rgbtad.data.datasets import FeatureDataset
+from rgbtad.data.detections import Detections
 from rgbtad.data.results import write_results_json
 from rgbtad.features.store import FeatureStore
 from rgbtad.runs.run_dir import load_run
@@ -36,13 +37,13 @@ def predict(model: torch.nn.Module, dataset: FeatureDataset, class_names: list[s
                       leave=False):
         item = dataset[index]
         meta = {key: item[key] for key in ("video_id", "fps", "duration", "feat_stride", "feat_num_frames")}
-        results[item["video_id"]] = predict_video(model, item["feats"], meta, class_names, device, max_seq_len)
+        results[item["video_id"]] = predict_video(model, item["feats"], meta, device, max_seq_len).to_results(class_names)
     return results
 
 
 @torch.no_grad()
-def predict_video(model: torch.nn.Module, feats: torch.Tensor, meta: dict, class_names: list[str],
-                  device: torch.device, max_seq_len: int, forward=None) -> list[dict]:
+def predict_video(model: torch.nn.Module, feats: torch.Tensor, meta: dict, device: torch.device,
+                  max_seq_len: int, forward=None) -> Detections:
     """Detections of one video from its ``C x T`` features: padded alone (module doc), the
     forward pass, then `model.postprocess` with `meta` (video_id, fps, duration, feat_stride,
     feat_num_frames). `forward(feats, masks) -> DetectorOutput` replaces `model`'s own forward
@@ -50,12 +51,8 @@ def predict_video(model: torch.nn.Module, feats: torch.Tensor, meta: dict, class
     feats, masks = pad_batch([feats], max_seq_len=max_seq_len, max_div_factor=model.max_div_factor,
                              training=False)
     outputs = (forward or model)(feats.to(device), masks.to(device))
-    (dets,) = model.postprocess(outputs, [meta])
-    return [
-        {"label": class_names[int(label)], "score": float(score),
-         "segment": [float(seg[0]), float(seg[1])]}
-        for seg, score, label in zip(dets["segments"], dets["scores"], dets["labels"])
-    ]
+    (detections,) = model.postprocess(outputs, [meta])
+    return detections
 
 
 def _class_names_for(run_classes: list[str], annotations: AnnotationSet) -> list[str]:

@@ -8,7 +8,7 @@ Layout::
     RUN_DIR/backbone.json      RGB backbone settings for `rgbtad detect` (`attach_backbone`)
     RUN_DIR/backbone.pt        its weights (absent for a randomly initialised backbone)
     RUN_DIR/checkpoints/       resumable training checkpoints (trainer only)
-    RUN_DIR/logs/              metrics.csv and TensorBoard events (trainer only)
+    RUN_DIR/logs/              train.csv, val.csv and TensorBoard events (trainer only)
     RUN_DIR/summary.json       final metrics (trainer only)
 
 `rgbtad train`, `rgbtad import-actionformer` and (later) `rgbtad demo` all write this layout
@@ -39,8 +39,11 @@ BACKBONE_FILE = "backbone.json"
 BACKBONE_WEIGHTS = "backbone.pt"
 BACKBONE_FORMAT = "rgbtad-backbone-1"
 SUMMARY_FILE = "summary.json"
+CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"
+TRAIN_LOG = f"{LOGS_DIR}/train.csv"  # the per-iteration losses `rgbtad.training.logs` writes
 RUN_ENTRIES = (CONFIG_FILE, CLASSES_FILE, MODEL_FILE, BACKBONE_FILE, BACKBONE_WEIGHTS, SUMMARY_FILE,
-               "checkpoints", "logs")
+               CHECKPOINTS_DIR, LOGS_DIR)
 
 
 def run_entries(run_dir: str | Path, entries: tuple[str, ...] = RUN_ENTRIES) -> list[str]:
@@ -144,7 +147,7 @@ def attach_backbone(run_dir: str | Path, features_dir: str | Path | None) -> boo
     `rgbtad extract` index or holds features of another modality."""
     import logging
 
-    from rgbtad.features.extract import INDEX_FILE, load_features_index
+    from rgbtad.features.index import INDEX_FILE, load_features_index
 
     log = logging.getLogger(__name__)
     if not features_dir or not (Path(features_dir) / INDEX_FILE).is_file():

@@ -68,7 +68,7 @@ class BackboneDistillConfig:
 
 @dataclass
 class BackboneConfig:
-    """What `rgbtad.training.backbone_run.train_backbone` trains (module doc)."""
+    """What `rgbtad.training.backbones.train_backbone` trains (module doc)."""
 
     annotations: str = ""
     videos: str = ""

@@ -62,6 +62,16 @@ class BackboneRun:
     def class_names(self) -> list[str]:
         return list(self.summary.get("class_names", []))
 
+    @property
+    def history(self) -> list[dict]:
+        """Per epoch: loss and train accuracy (summary.json's ``history``)."""
+        return self.summary.get("history", [])
+
+    @property
+    def val(self) -> dict | None:
+        """The validation report (None without a validation subset)."""
+        return self.summary.get("val")
+
 
 def is_finished(run_dir: str | Path) -> bool:
     """Whether `run_dir` holds a finished backbone run (its summary and weights)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -28,21 +27,21 @@ from rgbtad.core.device import resolve_device
 from rgbtad.core.errors import RgbtadError
 from rgbtad.core.precision import resolve_precision
 from rgbtad.core.torchio import load_torch_file
-from rgbtad.runs.run_dir import check_no_run, clear_run
+from rgbtad.runs.run_dir import clear_run
 from rgbtad.training import distributed
 from rgbtad.training.backbone_config import BackboneConfig, load_backbone_config, save_backbone_config
 from rgbtad.training.backbone_run import (
-    CHECKPOINT,
     CONFIG_FILE,
     ENTRIES,
     FORMAT,
     HEAD_FILE,
     SUMMARY_FILE,
     WEIGHTS_FILE,
+    BackboneRun,
     open_backbone_run,
 )
 from rgbtad.training.backbone_task import BackboneTask, SnippetClassifier
-from rgbtad.training.engine import Engine, EngineSettings, read_checkpoint
+from rgbtad.training.engine import Engine, EngineSettings, checked_start
 from rgbtad.training.optim import warmup_cosine_scheduler
 from rgbtad.training.snippet_data import BACKGROUND, SnippetStore, collect_snippets
 from rgbtad.training.snippet_teacher import SnippetTeacher
@@ -50,31 +49,8 @@ from rgbtad.training.snippet_teacher import SnippetTeacher
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class BackboneResult:
-    """What `train_backbone` wrote into its run directory (`rgbtad.training.backbone_run`)."""
-
-    run_dir: Path
-    class_names: list[str]  # the action classes followed by "background"
-    history: list[dict] = field(default_factory=list)
-    val: dict | None = None
-    seconds: float = 0.0
-
-    @property
-    def weights(self) -> Path:
-        return self.run_dir / WEIGHTS_FILE
-
-    @property
-    def head(self) -> Path:
-        return self.run_dir / HEAD_FILE
-
-    @property
-    def summary_path(self) -> Path:
-        return self.run_dir / SUMMARY_FILE
-
-
 def train_backbone(cfg: BackboneConfig, out_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
-                   device: str | None = None, progress: bool = True) -> BackboneResult:
+                   device: str | None = None, progress: bool = True) -> BackboneRun:
     """Train the snippet classifier `cfg` describes; write the run directory `out_dir`.
 
     A folder that already holds a backbone run is refused, changing nothing, unless `resume`
@@ -83,7 +59,8 @@ def train_backbone(cfg: BackboneConfig, out_dir: str | Path, *, resume: bool = F
     when available). Bad input raises a one-line `RgbtadError` naming the file."""
     began = time.perf_counter()
     run_dir = Path(out_dir)
-    state = _check_run_dir(cfg, run_dir, resume=resume, overwrite=overwrite)
+    state = checked_start(run_dir, cfg.to_dict(), lambda path: load_backbone_config(path).to_dict(), resume=resume,
+                          overwrite=overwrite, entries=ENTRIES)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RgbtadError("backbone training runs in one process (not under torchrun)")
     dev = resolve_device(device)
@@ -100,7 +77,7 @@ def train_backbone(cfg: BackboneConfig, out_dir: str | Path, *, resume: bool = F
                 save_backbone_config(cfg, run_dir / CONFIG_FILE)
             total = task.total_steps()
             optimizer = torch.optim.AdamW(task.model.parameters(), lr=float(cfg.lr),
-                                          weight_decay=float(cfg.weight_decay))
+                                          weight_decay=float(cfg.weight_decay), foreach=True)
             scheduler = warmup_cosine_scheduler(optimizer, total // 20, total, float(cfg.lr))
             engine = Engine(task, optimizer, scheduler, EngineSettings(epochs=cfg.total_epochs, **settings),
                             run_dir, distributed.DistInfo(device=dev))
@@ -113,36 +90,6 @@ def train_backbone(cfg: BackboneConfig, out_dir: str | Path, *, resume: bool = F
             torch.set_num_threads(old_threads)
     return _write_outputs(cfg, run_dir, task, precision, seconds=time.perf_counter() - began,
                           resumed_after=None if state is None else int(state["epoch"]) + 1)
-
-
-def _check_run_dir(cfg: BackboneConfig, run_dir: Path, *, resume: bool, overwrite: bool) -> dict | None:
-    """The checkpoint to resume from (None: a new run), once the folder has been checked."""
-    if resume and overwrite:
-        raise RgbtadError("--resume and --overwrite exclude each other")
-    if not resume:
-        if not overwrite:
-            check_no_run(run_dir, "use --resume to continue its training, --overwrite to replace it, or another --out",
-                         entries=ENTRIES)
-        return None
-    if not (run_dir / CHECKPOINT).is_file():
-        raise RgbtadError(f"{run_dir}: nothing to resume (no {CHECKPOINT})")
-    saved = load_backbone_config(run_dir / CONFIG_FILE).to_dict()
-    current = cfg.to_dict()
-    changed = _changed_keys(saved, current)
-    if changed:
-        raise RgbtadError(f"{run_dir / CONFIG_FILE}: --resume with a different config (changed: {', '.join(changed)})")
-    return read_checkpoint(run_dir / CHECKPOINT)
-
-
-def _changed_keys(saved: dict, current: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in current:
-        a, b = saved.get(key), current[key]
-        if isinstance(a, dict) and isinstance(b, dict) and key != "backbone_kwargs":
-            out += _changed_keys(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(prefix + key)
-    return out
 
 
 def _build_task(cfg: BackboneConfig, dev, precision: str, progress: bool) -> tuple[BackboneTask, dict]:
@@ -233,7 +180,7 @@ def resolved_settings(cfg: BackboneConfig, precision: str) -> dict:
 
 
 def _write_outputs(cfg: BackboneConfig, run_dir: Path, task: BackboneTask, precision: str, *, seconds: float,
-                   resumed_after: int | None) -> BackboneResult:
+                   resumed_after: int | None) -> BackboneRun:
     """backbone.pt and head.pt, then summary.json (last: it marks the run finished)."""
     model = task.model.cpu()
     with atomic_path(run_dir / HEAD_FILE, suffix=".tmp.pt") as tmp:
@@ -245,4 +192,4 @@ def _write_outputs(cfg: BackboneConfig, run_dir: Path, task: BackboneTask, preci
                "history": task.history, "val": task.val_report, "seconds": round(seconds, 2),
                "resumed_after_epoch": resumed_after, "weights": WEIGHTS_FILE, "head": HEAD_FILE}
     write_json(run_dir / SUMMARY_FILE, summary)
-    return BackboneResult(run_dir, task.class_names, task.history, task.val_report, round(seconds, 2))
+    return open_backbone_run(run_dir, "run")

@@ -20,7 +20,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from rgbtad.core.atomic import atomic_path
 from rgbtad.core.errors import RgbtadError
 from rgbtad.core.precision import autocast
 from rgbtad.core.torchio import load_torch_file
+from rgbtad.runs.run_dir import CONFIG_FILE, RUN_ENTRIES, check_no_run
 from rgbtad.training import distributed
 from rgbtad.training.logs import TrainingLogger
 from rgbtad.training.optim import ModelEma
@@ -96,6 +97,40 @@ def read_checkpoint(path: Path) -> dict:
     if missing:
         raise RgbtadError(f"{path}: not a training checkpoint of rgbtad (missing {', '.join(missing)})")
     return state
+
+
+def checked_start(run_dir: Path, current: dict, load_saved: Callable[[Path], dict], *, resume: bool,
+                  overwrite: bool, entries: tuple[str, ...] = RUN_ENTRIES, restart: bool = False) -> dict | None:
+    """The checkpoint to resume from (None: a new run), once `run_dir` has been checked, changing
+    nothing: `resume` needs the engine's checkpoint and the config saved there (`load_saved` of
+    its config file, a nested dict) equal to `current`; a new run needs a folder without another
+    run of layout `entries`, unless `overwrite` or `restart` (the caller found this same run
+    stopped before its first checkpoint)."""
+    if resume and overwrite:
+        raise RgbtadError("--resume and --overwrite exclude each other")
+    if not resume:
+        if not (overwrite or restart):
+            check_no_run(run_dir, "use --resume to continue its training, --overwrite to replace it, or another --out",
+                         entries=entries)
+        return None
+    if not (run_dir / CHECKPOINT).is_file():
+        raise RgbtadError(f"{run_dir}: nothing to resume (no {CHECKPOINT})")
+    changed = changed_keys(load_saved(run_dir / CONFIG_FILE), current)
+    if changed:
+        raise RgbtadError(f"{run_dir / CONFIG_FILE}: --resume with a different config (changed: {', '.join(changed)})")
+    return read_checkpoint(run_dir / CHECKPOINT)
+
+
+def changed_keys(saved: dict, current: dict, prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two nested config dicts."""
+    out = []
+    for key in list(current) + [key for key in saved if key not in current]:
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += changed_keys(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(prefix + key)
+    return out
 
 
 class Engine:

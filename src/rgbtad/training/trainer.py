@@ -28,10 +28,10 @@ from rgbtad.distill import build_model  # the registry's, with the students regi
 from rgbtad.features.paired import training_store
 from rgbtad.features.store import FeatureStore
 from rgbtad.inference.predict import predict
-from rgbtad.runs.run_dir import CONFIG_FILE, attach_backbone, check_no_run, clear_run, run_entries, save_run
+from rgbtad.runs.run_dir import CONFIG_FILE, attach_backbone, clear_run, run_entries, save_run
 from rgbtad.runs.teacher import load_teacher
 from rgbtad.training import distributed
-from rgbtad.training.engine import CHECKPOINT, Engine, EngineSettings, read_checkpoint
+from rgbtad.training.engine import Engine, EngineSettings, checked_start
 from rgbtad.training.optim import make_optimizer, make_scheduler
 
 log = logging.getLogger(__name__)
@@ -42,17 +42,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _check_resume_config(cfg: Config, run_dir: Path) -> None:
-    saved = load_config(run_dir / CONFIG_FILE).to_dict()
-    current = cfg.to_dict()
-    diffs = [f"{section}.{key}" for section in current for key in current[section]
-             if current[section][key] != saved[section][key]]
-    if diffs:
-        raise RgbtadError(
-            f"{run_dir / CONFIG_FILE}: --resume with a different config (changed: {', '.join(diffs)})"
-        )
 
 
 def _interrupted_start(cfg: Config, run_dir: Path) -> bool:
@@ -115,18 +104,9 @@ def train(cfg: Config, out_dir: str | Path, *, resume: bool = False, overwrite: 
     that was interrupted before its first checkpoint has nothing to keep and starts over.
     `progress`: progress bars (epochs and evaluation) on stderr."""
     run_dir = Path(out_dir)
-    if resume and overwrite:
-        raise RgbtadError("--resume and --overwrite exclude each other")
+    state = checked_start(run_dir, cfg.to_dict(), lambda path: load_config(path).to_dict(), resume=resume,
+                          overwrite=overwrite, restart=not resume and not overwrite and _interrupted_start(cfg, run_dir))
     dist = distributed.setup(device)
-    checkpoint_path = run_dir / CHECKPOINT
-    state = None
-    if resume:
-        if not checkpoint_path.is_file():
-            raise RgbtadError(f"{run_dir}: nothing to resume (no {CHECKPOINT})")
-        _check_resume_config(cfg, run_dir)
-        state = read_checkpoint(checkpoint_path)
-    elif not overwrite and not _interrupted_start(cfg, run_dir):
-        check_no_run(run_dir, "use --resume to continue its training, --overwrite to replace it, or another --out")
     distributed.barrier(dist)  # every process has checked the folder before the main one writes
 
     annotations, class_names, num_classes = _classes(cfg)

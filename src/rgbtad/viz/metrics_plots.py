@@ -23,7 +23,8 @@ import numpy as np
 
 from rgbtad.core.csvio import open_csv
 from rgbtad.core.errors import RgbtadError
-from rgbtad.viz.timeline import new_figure, save_figure
+from rgbtad.evaluation.metrics import DetectionMetrics
+from rgbtad.viz.figures import new_figure, save_figure
 
 __all__ = [
     "plot_model_comparison",
@@ -105,7 +106,7 @@ def plot_per_class_ap(metrics: Any, out_path: str | os.PathLike, tiou: float | N
 
 
 def _summary_entry(name: str, entry: Any) -> tuple[list[float], list[float], float]:
-    if hasattr(entry, "to_json"):  # a DetectionMetrics
+    if isinstance(entry, DetectionMetrics):
         entry = entry.to_json()
     if not isinstance(entry, Mapping):
         raise RgbtadError(f"model '{name}': expected {{tiou, mAP, average_mAP}}, got {type(entry).__name__}")
@@ -250,6 +251,37 @@ def plot_training_curves(log_csv_paths: Mapping[str, str | os.PathLike], out_pat
     """
     if not log_csv_paths:
         raise ValueError("log_csv_paths must name at least one run")
+    runs, train_paths = _read_train_logs(log_csv_paths)
+    val = _read_val_logs(val_csv_paths, train_paths)
+
+    losses = [k for k in _LOSS_ORDER if any(k in t for t in runs.values())]
+    for table in runs.values():
+        losses += [k for k in table if k not in _NON_LOSS and k not in losses]
+    panels = losses + (["average_mAP"] if val else [])
+    ncols = min(3, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig = new_figure(4.2 * ncols, 3.2 * nrows + 0.4)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    colours = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys([*runs, *val]))}
+    for ax, panel in zip(axes, panels):
+        if panel == "average_mAP":
+            _plot_val_panel(ax, val, colours)
+        else:
+            _plot_loss_panel(ax, panel, runs, colours)
+        ax.grid(color="0.9")
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, out_path, dpi=dpi)
+
+
+def _read_train_logs(log_csv_paths: Mapping[str, str | os.PathLike]
+                     ) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, Path]]:
+    """run name -> train.csv columns, and run name -> the train.csv read."""
     runs: dict[str, dict[str, np.ndarray]] = {}
     train_paths: dict[str, Path] = {}
     for name, path in log_csv_paths.items():
@@ -261,7 +293,12 @@ def plot_training_curves(log_csv_paths: Mapping[str, str | os.PathLike], out_pat
             raise RgbtadError(f"{csv_path}: no rows logged yet")
         runs[str(name)] = table
         train_paths[str(name)] = csv_path
+    return runs, train_paths
 
+
+def _read_val_logs(val_csv_paths: Mapping[str, str | os.PathLike] | None,
+                   train_paths: Mapping[str, Path]) -> dict[str, dict[str, np.ndarray]]:
+    """run name -> val.csv columns, for the runs whose val.csv holds an average mAP."""
     val: dict[str, dict[str, np.ndarray]] = {}
     if val_csv_paths is None:
         candidates = {n: p.parent / "val.csv" for n, p in train_paths.items() if (p.parent / "val.csv").is_file()}
@@ -271,49 +308,36 @@ def plot_training_curves(log_csv_paths: Mapping[str, str | os.PathLike], out_pat
         table = read_log_csv(path, ("epoch", "average_mAP"))
         if np.isfinite(table["average_mAP"]).any():
             val[name] = table
+    return val
 
-    losses = [k for k in _LOSS_ORDER if any(k in t for t in runs.values())]
-    for table in runs.values():
-        losses += [k for k in table if k not in _NON_LOSS and k not in losses]
-    panels = losses + (["average_mAP"] if val else [])
-    ncols = min(3, len(panels))
-    nrows = math.ceil(len(panels) / ncols)
-    fig = new_figure(4.2 * ncols, 3.2 * nrows + 0.4)
-    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+
+def _plot_val_panel(ax, val: Mapping[str, dict[str, np.ndarray]], colours: Mapping[str, str]) -> None:
     from matplotlib.ticker import MaxNLocator
 
-    colours = {name: f"C{i % 10}" for i, name in enumerate(dict.fromkeys([*runs, *val]))}
-    for ax, panel in zip(axes, panels):
-        if panel == "average_mAP":
-            for name, table in val.items():
-                ok = np.isfinite(table["epoch"]) & np.isfinite(table["average_mAP"])
-                ax.plot(table["epoch"][ok], 100 * table["average_mAP"][ok], marker="o", markersize=3,
-                        color=colours[name], label=name)
-            ax.set_xlabel("epoch")
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set_ylabel("average mAP (%)")
-            ax.set_title("validation average mAP", fontsize=10)
+    for name, table in val.items():
+        ok = np.isfinite(table["epoch"]) & np.isfinite(table["average_mAP"])
+        ax.plot(table["epoch"][ok], 100 * table["average_mAP"][ok], marker="o", markersize=3,
+                color=colours[name], label=name)
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("average mAP (%)")
+    ax.set_title("validation average mAP", fontsize=10)
+
+
+def _plot_loss_panel(ax, panel: str, runs: Mapping[str, dict[str, np.ndarray]],
+                     colours: Mapping[str, str]) -> None:
+    """One loss column of every run that logs it: noisy curves faintly, smoothed on top."""
+    for name, table in runs.items():
+        if panel not in table:
+            continue
+        steps, values = table["step"], table[panel]
+        ok = np.isfinite(steps) & np.isfinite(values)
+        steps, values = steps[ok], values[ok]
+        if steps.size >= 30:
+            ax.plot(steps, values, color=colours[name], alpha=0.3, linewidth=0.8)
+            ax.plot(steps, _smooth(values), color=colours[name], linewidth=1.4, label=name)
         else:
-            for name, table in runs.items():
-                if panel not in table:
-                    continue
-                steps, values = table["step"], table[panel]
-                ok = np.isfinite(steps) & np.isfinite(values)
-                steps, values = steps[ok], values[ok]
-                if steps.size >= 30:
-                    ax.plot(steps, values, color=colours[name], alpha=0.3, linewidth=0.8)
-                    ax.plot(steps, _smooth(values), color=colours[name], linewidth=1.4, label=name)
-                else:
-                    ax.plot(steps, values, color=colours[name], linewidth=1.2, marker=".",
-                            markersize=3, label=name)
-            ax.set_xlabel("step")
-            ax.set_title(panel, fontsize=10)
-        ax.grid(color="0.9")
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
-    axes[0].legend(fontsize=8)
-    if title:
-        fig.suptitle(title)
-    return save_figure(fig, out_path, dpi=dpi)
+            ax.plot(steps, values, color=colours[name], linewidth=1.2, marker=".",
+                    markersize=3, label=name)
+    ax.set_xlabel("step")
+    ax.set_title(panel, fontsize=10)

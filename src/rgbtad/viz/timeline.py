@@ -25,9 +25,10 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rgbtad.core.errors import RgbtadError
+from rgbtad.viz.figures import new_figure, save_figure
 
 __all__ = [
     "DEFAULT_TOP_K",
@@ -42,13 +43,16 @@ log = logging.getLogger(__name__)
 DEFAULT_TOP_K = 10  # detections per class and model when top_k is not given
 MIN_ALPHA = 0.15  # opacity of a detection scoring 0 (so that it stays visible)
 GT_SHADE_ALPHA = 0.10
+ROW_GAP = 0.6  # between rows, in lane heights
 
 # (start, end, label, score); ground truth has score None
 _Interval = tuple[float, float, str, "float | None"]
+# (row label, lanes of intervals, is ground truth)
+_Row = tuple[str, list[list[_Interval]], bool]
 
 
 # ----------------------------------------------------------------------------------------
-# Shared helpers (also used by rgbtad.viz.metrics_plots)
+# Colours and names
 
 
 def class_colours(class_names: Sequence[str]) -> dict[str, tuple[float, float, float]]:
@@ -74,36 +78,6 @@ def class_colours(class_names: Sequence[str]) -> dict[str, tuple[float, float, f
             val = 0.90 if (i // 2) % 2 == 0 else 0.70
             palette.append(colorsys.hsv_to_rgb(hue, sat, val))
     return {name: tuple(float(x) for x in colour) for name, colour in zip(names, palette)}
-
-
-def new_figure(width: float, height: float):
-    """A pyplot-free figure with an Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def save_figure(fig, out_path: str | os.PathLike, dpi: int = 120) -> Path:
-    """Write `fig` atomically to `out_path`, in the format its extension names (PNG, PDF, SVG...)."""
-    from rgbtad.core.atomic import atomic_path
-
-    out = Path(out_path)
-    fmt = out.suffix.lower().lstrip(".")
-    supported = fig.canvas.get_supported_filetypes()
-    if fmt not in supported:
-        shown = ", ".join(f".{k}" for k in sorted(supported))
-        raise RgbtadError(f"{out}: unknown image format '{out.suffix or '(no extension)'}'; use one of {shown}")
-    if out.is_dir():
-        raise RgbtadError(f"{out}: is a folder, expected an image file name")
-    try:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=dpi)
-    except OSError as err:
-        raise RgbtadError(f"{out}: cannot write ({err.strerror or err})") from None
-    return out
 
 
 def parse_named_paths(specs: Iterable[str]) -> dict[str, Path]:
@@ -225,20 +199,42 @@ def plot_timeline(ground_truth_segments: Sequence[Any],
         raise ValueError(f"max_lanes must be at least 1, got {max_lanes}")
 
     shown = {name: select_detections(dets, min_score, top_k) for name, dets in models.items()}
-
     # classes and colours: the given list first, then any other label, sorted
     labels_used = {iv[2] for iv in gt} | {d[2] for dets in shown.values() for d in dets}
     order = list(class_names or [])
     order += sorted(labels_used.difference(order))
     colours = class_colours(order)
+    duration = _axis_duration(duration, gt, shown)
+    rows = _rows(gt, shown, models, max_lanes)
 
-    # time axis
+    # geometry: each row gets at least one lane; lane height 1, gap between rows
+    heights = [max(1, len(lanes)) for _, lanes, _ in rows]
+    total_height = sum(heights) + ROW_GAP * (len(rows) - 1)
+    fig = new_figure(12.0, 1.2 + 0.32 * total_height + 0.25 * len(rows))
+    ax = fig.add_subplot()
+    for iv in gt:
+        ax.axvspan(max(iv[0], 0.0), min(iv[1], duration), color="0.5", alpha=GT_SHADE_ALPHA,
+                   linewidth=0, zorder=0)
+    ticks, tick_labels = _draw_rows(ax, rows, heights, total_height, colours, duration, _opacity(shown))
+    _style_axes(ax, duration, total_height, ticks, tick_labels)
+    ax.set_title(f"{title}\n" if title else "", loc="center")
+    ax.text(1.0, 1.0, _caption(min_score, top_k), transform=ax.transAxes, ha="right", va="bottom",
+            fontsize=8, color="0.35")
+    _add_legend(fig, [c for c in order if c in labels_used], colours)
+    return save_figure(fig, out_path, dpi=dpi)
+
+
+def _axis_duration(duration: float | None, gt: list[_Interval],
+                   shown: Mapping[str, list[_Interval]]) -> float:
+    """The time axis: `duration`, or fitted to the segments when it is None, 0 or not finite."""
     ends = [iv[1] for iv in gt] + [d[1] for dets in shown.values() for d in dets]
     if duration is None or not math.isfinite(duration) or duration <= 0:
         duration = max(ends, default=0.0) or 1.0
-    duration = float(duration)
+    return float(duration)
 
-    # score -> opacity: raw scores when they are probabilities, else scaled by the maximum
+
+def _opacity(shown: Mapping[str, list[_Interval]]) -> Callable[[float], float]:
+    """score -> opacity: raw scores when they are probabilities, else scaled by the maximum."""
     all_scores = [d[3] for dets in shown.values() for d in dets]
     top = max(all_scores, default=1.0)
     low = min(all_scores, default=0.0)
@@ -248,8 +244,13 @@ def plot_timeline(ground_truth_segments: Sequence[Any],
         a = min(max(score / scale, 0.0), 1.0)
         return MIN_ALPHA + (1.0 - MIN_ALPHA) * a
 
-    # rows: (label, lanes, is_gt)
-    rows: list[tuple[str, list[list[_Interval]], bool]] = []
+    return alpha
+
+
+def _rows(gt: list[_Interval], shown: Mapping[str, list[_Interval]],
+          models: Mapping[str, list[_Interval]], max_lanes: int) -> list[_Row]:
+    """The ground-truth row (every segment, as many lanes as needed), then one row per model."""
+    rows: list[_Row] = []
     gt_sorted = sorted(gt, key=lambda iv: (iv[0], iv[1]))
     gt_lanes, _ = pack_lanes(gt_sorted, max(max_lanes, len(gt_sorted)) or 1)
     rows.append((f"ground truth\n({len(gt)})", gt_lanes, True))
@@ -258,41 +259,50 @@ def plot_timeline(ground_truth_segments: Sequence[Any],
         total = len(models[name])
         drawn = len(dets) - dropped
         rows.append((f"{name}\n({drawn} of {total})", lanes, False))
+    return rows
 
-    # geometry: each row gets at least one lane; lane height 1, gap between rows
-    row_gap = 0.6
-    heights = [max(1, len(lanes)) for _, lanes, _ in rows]
-    total_height = sum(heights) + row_gap * (len(rows) - 1)
 
-    fig = new_figure(12.0, 1.2 + 0.32 * total_height + 0.25 * len(rows))
-    ax = fig.add_subplot()
-    for iv in gt:
-        ax.axvspan(max(iv[0], 0.0), min(iv[1], duration), color="0.5", alpha=GT_SHADE_ALPHA,
-                   linewidth=0, zorder=0)
+def _draw_rows(ax, rows: list[_Row], heights: list[int], total_height: float,
+               colours: Mapping[str, tuple[float, float, float]], duration: float,
+               alpha: Callable[[float], float]) -> tuple[list[float], list[str]]:
+    """Draw the rows top to bottom with a line between them; returns their y ticks and labels."""
     y_top = total_height
     ticks, tick_labels = [], []
     for r, ((label, lanes, is_gt), h) in enumerate(zip(rows, heights)):
         row_bottom = y_top - h
         for j, lane in enumerate(lanes):
             y = y_top - (j + 1) + 0.1  # lane j from the top of the row
-            for start, end, cls, score in lane:
-                s, e = max(start, 0.0), min(end, duration)
-                if e < s:
-                    continue
-                width = max(e - s, duration * 1e-3)  # zero-length segments stay visible
-                colour = colours[cls]
-                if is_gt:
-                    ax.broken_barh([(s, width)], (y, 0.8), facecolors=[colour],
-                                   edgecolors="black", linewidth=0.6, zorder=2)
-                else:
-                    a = alpha(score)
-                    ax.broken_barh([(s, width)], (y, 0.8), facecolors=[(*colour, a)],
-                                   edgecolors=[(*colour, min(1.0, a + 0.25))], linewidth=0.8, zorder=2)
+            _draw_lane(ax, lane, y, is_gt, colours, duration, alpha)
         ticks.append(row_bottom + h / 2)
         tick_labels.append(label)
         if r < len(rows) - 1:
-            ax.axhline(row_bottom - row_gap / 2, color="0.75", linewidth=0.8, zorder=1)
-        y_top = row_bottom - row_gap
+            ax.axhline(row_bottom - ROW_GAP / 2, color="0.75", linewidth=0.8, zorder=1)
+        y_top = row_bottom - ROW_GAP
+    return ticks, tick_labels
+
+
+def _draw_lane(ax, lane: list[_Interval], y: float, is_gt: bool,
+               colours: Mapping[str, tuple[float, float, float]], duration: float,
+               alpha: Callable[[float], float]) -> None:
+    """One bar per interval, clipped to the time axis: ground truth solid with a black edge,
+    detections as opaque as their score."""
+    for start, end, cls, score in lane:
+        s, e = max(start, 0.0), min(end, duration)
+        if e < s:
+            continue
+        width = max(e - s, duration * 1e-3)  # zero-length segments stay visible
+        colour = colours[cls]
+        if is_gt:
+            ax.broken_barh([(s, width)], (y, 0.8), facecolors=[colour],
+                           edgecolors="black", linewidth=0.6, zorder=2)
+        else:
+            a = alpha(score)
+            ax.broken_barh([(s, width)], (y, 0.8), facecolors=[(*colour, a)],
+                           edgecolors=[(*colour, min(1.0, a + 0.25))], linewidth=0.8, zorder=2)
+
+
+def _style_axes(ax, duration: float, total_height: float, ticks: list[float],
+                tick_labels: list[str]) -> None:
     ax.set_xlim(0.0, duration)
     ax.set_ylim(-0.2, total_height + 0.2)
     ax.set_yticks(ticks, tick_labels)
@@ -302,14 +312,18 @@ def plot_timeline(ground_truth_segments: Sequence[Any],
     ax.set_axisbelow(True)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
+
+
+def _caption(min_score: float, top_k: int | None) -> str:
     caption = "detection opacity ∝ score"
     if min_score > 0:
         caption += f"; score ≥ {min_score:g}"
     caption += f"; top {DEFAULT_TOP_K if top_k is None else int(top_k)} per class"
-    ax.set_title(f"{title}\n" if title else "", loc="center")
-    ax.text(1.0, 1.0, caption, transform=ax.transAxes, ha="right", va="bottom", fontsize=8, color="0.35")
+    return caption
 
-    drawn_labels = [c for c in order if c in labels_used]
+
+def _add_legend(fig, drawn_labels: list[str], colours: Mapping[str, tuple[float, float, float]]) -> None:
+    """A legend of the classes drawn, below the plot."""
     if drawn_labels:
         from matplotlib.patches import Patch
 
@@ -317,7 +331,6 @@ def plot_timeline(ground_truth_segments: Sequence[Any],
                    for c in drawn_labels]
         ncol = min(len(handles), 6)
         fig.legend(handles=handles, loc="outside lower center", ncol=ncol, fontsize=8, frameon=False)
-    return save_figure(fig, out_path, dpi=dpi)
 
 
 def _close_matches(word: str, choices: Iterable[str]) -> str:

@@ -1,9 +1,11 @@
-"""The demo's outputs: summary.json, report.md and plots."""
+"""The demo's outputs: summary.json, report.md and plots, and the one line on what the
+figures mean."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rgbtad.apps.demo_layout import REPORT_FILE, SUMMARY_FILE, detector_run_dir, plots_dir, predictions_file
 from rgbtad.core.atomic import write_json, write_text
 
 SUMMARY_KEYS = ("tiou", "mAP", "average_mAP")
@@ -13,28 +15,44 @@ TIMELINE_VIDEOS = 3
 def write_report(out: Path, ann_path: Path, summary: dict, models: list, timings: dict) -> None:
     """summary.json (the figures), report.md (tables and timings), plots/ (PNG)."""
     from rgbtad.data.annotations import load_annotations
+    from rgbtad.runs.run_dir import TRAIN_LOG
     from rgbtad.viz.metrics_plots import plot_model_comparison, plot_training_curves
     from rgbtad.viz.timeline import plot_video_timeline
 
     metrics = summary["models"]
-    write_json(out / "summary.json", {
+    write_json(out / SUMMARY_FILE, {
         "models": {name: {key: m[key] for key in SUMMARY_KEYS} for name, m in metrics.items()},
         "settings": summary["settings"], "seed": summary["seed"], "precision": summary["precision"],
         "cpu": summary["cpu"], "jobs": summary["jobs"],
     })
-    plots = out / "plots"
+    plots = plots_dir(out)
     plot_model_comparison({name: {key: m[key] for key in SUMMARY_KEYS} for name, m in metrics.items()},
                           plots / "models.png", title="Synthetic benchmark, test split")
-    plot_training_curves({spec.name: out / "runs" / spec.name / "logs" / "train.csv" for spec in models},
+    plot_training_curves({spec.name: detector_run_dir(out, spec.name) / TRAIN_LOG for spec in models},
                          plots / "training_curves.png")
     annotations = load_annotations(ann_path).split("test")
-    predictions = {spec.name: out / "predictions" / f"{spec.name}.json" for spec in models}
+    predictions = {spec.name: predictions_file(out, spec.name) for spec in models}
     timelines = []
     for video_id in list(annotations.videos)[:TIMELINE_VIDEOS]:
         path = plots / f"timeline_{video_id}.png"
         plot_video_timeline(annotations, predictions, video_id, path, top_k=3)
         timelines.append(path)
-    write_text(out / "report.md", _markdown(summary, models, timings, timelines, out))
+    write_text(out / REPORT_FILE, _markdown(summary, models, timings, timelines, out))
+
+
+def demo_verdict(models: dict[str, dict]) -> str:
+    """One line on what the demo's figures mean: the cost of dropping optical flow
+    (two_stream - rgb_only) and the share of it the best RGB-only student recovers."""
+    avg = {name: 100 * m["average_mAP"] for name, m in models.items()}
+    gap = avg["two_stream"] - avg["rgb_only"]
+    line = f"dropping optical flow costs {gap:+.1f} points of average mAP (two_stream - rgb_only)"
+    students = [name for name in avg if name not in ("rgb_only", "two_stream") and not name.startswith("motion")]
+    if not students or gap <= 0:
+        return line
+    best = max(students, key=avg.get)
+    gain = avg[best] - avg["rgb_only"]
+    return (line + f"; the best RGB-only student, {best}, {'recovers' if gain > 0 else 'loses'} "
+            f"{abs(gain):.1f} points ({100 * gain / gap:.0f} % of the gap) with no flow at inference")
 
 
 def _markdown(summary: dict, models: list, timings: dict, timelines: list[Path], out: Path) -> str:

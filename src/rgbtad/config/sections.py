@@ -1,0 +1,185 @@
+"""The sections of the training config, one dataclass each, and `Config`, the tree of them.
+
+Defaults are the THUMOS14 settings of the official ActionFormer release
+(happyharrycn/actionformer_release, `configs/thumos_i3d.yaml` merged over
+`libs/core/config.py`), so a config file only lists what differs. The allowed values of each
+key are `rgbtad.config.rules`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from rgbtad.config.typed import to_plain
+
+
+@dataclass
+class DataConfig:
+    """Where the features and annotations are and how snippets map to time."""
+
+    annotations: str = ""  # ActionFormer JSON, or a BSN-layout ActivityNet folder
+    features: str = ""  # folder with one <prefix><video_id><ext> file per video
+    train_split: str = "validation"
+    val_split: str = "test"
+    file_prefix: str = ""
+    file_ext: str = ".npy"
+    # "all", "rgb" (0:1024), "flow" (1024:2048) or an explicit "start:end" range.
+    channels: str = "all"
+    input_dim: int = 2048  # feature dimension after channel selection
+    feat_stride: int = 4  # frames between consecutive snippets
+    num_frames: int = 16  # frames per snippet
+    # fps the features were extracted at; overrides the annotation's fps when set (ActivityNet)
+    default_fps: float | None = None
+    downsample_rate: int = 1
+    max_seq_len: int = 2304
+    trunc_thresh: float = 0.5
+    crop_ratio: tuple[float, float] | None = (0.9, 1.0)
+    # ActivityNet-style: resize every feature sequence to exactly max_seq_len steps.
+    force_upsampling: bool = False
+    num_workers: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """ActionFormer anatomy: projection (embedding) -> backbone -> neck -> heads."""
+
+    # "transformer" (ActionFormer), "conv" (ResNet-style) or "conv_dw" (conv with every
+    # projection/encoder conv depthwise-separable, C2MS's compressed student; heads stay standard)
+    backbone: str = "transformer"
+    num_classes: int = 0  # 0: the number of classes in the annotation file
+    scale_factor: int = 2
+    arch: tuple[int, int, int] = (2, 2, 5)  # (embedding convs, stem blocks, branch blocks)
+    embd_kernel_size: int = 3
+    embd_dim: int = 512
+    embd_with_ln: bool = True
+    n_head: int = 4
+    n_mha_win_size: int | list[int] = 19  # -1 means global attention
+    fpn_type: str = "identity"  # "identity" or "fpn"
+    fpn_dim: int = 512
+    fpn_with_ln: bool = True
+    fpn_start_level: int = 0
+    head_dim: int = 512
+    head_num_layers: int = 3
+    head_kernel_size: int = 3
+    head_with_ln: bool = True
+    use_abs_pe: bool = False
+    use_rel_pe: bool = False
+    regression_range: list[tuple[float, float]] = field(
+        default_factory=lambda: [(0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000)]
+    )
+
+
+@dataclass
+class TrainConfig:
+    """Label assignment, losses and the optimisation recipe."""
+
+    center_sample: str = "radius"  # "radius" or "none"
+    center_sample_radius: float = 1.5
+    loss_weight: float = 1.0  # weight of the regression loss; <= 0 means adaptive (cls/reg)
+    cls_prior_prob: float = 0.01
+    init_loss_norm: float = 100.0
+    label_smoothing: float = 0.0
+    head_empty_cls: list[int] = field(default_factory=list)
+    dropout: float = 0.0
+    droppath: float = 0.1
+    clip_grad_l2norm: float = 1.0  # <= 0 disables clipping
+    optimizer: str = "AdamW"  # "AdamW" or "SGD"
+    learning_rate: float = 1e-4
+    momentum: float = 0.9
+    weight_decay: float = 0.05
+    batch_size: int = 2
+    epochs: int = 30  # epochs after warmup
+    warmup_epochs: int = 5
+    schedule: str = "cosine"  # "cosine" or "multistep"
+    schedule_steps: list[int] = field(default_factory=list)  # multistep milestones (epochs)
+    schedule_gamma: float = 0.1
+    ema_decay: float = 0.999  # <= 0 disables the model EMA
+    seed: int = 1234567891
+    eval_every: int = 0  # validation mAP every N epochs; 0: only after the last epoch
+    checkpoint_every: int = 1  # keep a resumable checkpoint every N epochs
+    log_every: int = 10  # iterations between log lines
+
+
+@dataclass
+class TestConfig:
+    """Post-processing: thresholds, NMS and the output cap."""
+
+    pre_nms_thresh: float = 0.001
+    pre_nms_topk: int = 2000
+    duration_thresh: float = 0.05  # in feature-grid units
+    nms_method: str = "soft"  # "soft" (Gaussian soft-NMS), "hard" or "none"
+    iou_threshold: float = 0.1  # used by hard NMS only
+    min_score: float = 0.001
+    max_seg_num: int = 200
+    multiclass_nms: bool = True  # False: class-agnostic NMS with segment voting
+    nms_sigma: float = 0.5
+    voting_thresh: float = 0.75
+    tiou_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])
+
+
+@dataclass
+class DistillConfig:
+    """Cross-modal distillation into an RGB-only student (`rgbtad.distill`).
+
+    The teacher is a trained detector run; at training time each video's student features
+    (``data.features`` / ``data.channels``) and teacher features (below) are loaded side by
+    side, at inference only the student's.
+    """
+
+    method: str = "none"  # "none" (plain detector), "conventional", "decomposed" or "c2ms"
+    teacher_run: str = ""  # run directory of the frozen teacher (trained or imported)
+    teacher_features: str = ""  # folder of the teacher's features; "" = data.features
+    teacher_channels: str = "all"  # as data.channels, applied to the teacher's files
+    teacher_input_dim: int = 2048  # teacher feature dimension after teacher_channels
+    teacher_feat_dim: int = 0  # the teacher's neck width (model.fpn_dim); 0 = the student's
+    # decomposed student
+    fusion: str = "laf"  # concat | sum | self_attn | cross_attn | diff_attn | laf
+    # where the branches are fused: their encoder pyramids (level by level; the joint detector
+    # is a neck and heads) or their projections P_A, P_M (the joint detector has its own
+    # projection and encoder)
+    fuse_at: str = "encoder"
+    share: str = "cls_reg"  # branches share the cls/reg heads, or the whole encoder too ("full")
+    detach_fusion_inputs: bool = False  # the joint loss does not train the branches (what is fused)
+    laf_pooling: str = "global"  # LAF query: masked mean over the whole video, or a window
+    laf_window: int = 9  # window of laf_pooling "local" (odd)
+    # loss weights
+    hard_weight: float = 1.0  # ground-truth detection loss (conventional; decomposed: L_app)
+    joint_weight: float = 1.0  # decomposed: ground-truth loss of the joint (inference) head
+    motion_weight: float = 1.0  # decomposed: lambda_m, scales every teacher term below
+    kd_cls_weight: float = 1.0  # per-class sigmoid KD on the classification logits
+    kd_reg_weight: float = 1.0  # L1 on the regression offsets
+    feat_weight: float = 0.0  # feature mimicking (MSE on level-0 neck features)
+    atom_weight: float = 0.0  # Dai et al.: atomic contrastive (InfoNCE) per snippet
+    gcr_weight: float = 0.0  # Dai et al.: global contextual relations
+    abs_weight: float = 0.0  # Dai et al.: action boundary saliency
+    # loss options
+    temperature: float = 1.0  # of the classification KD
+    kd_reg_positions: str = "teacher"  # offsets distilled where the teacher is confident, or "gt"
+    kd_score_thresh: float = 0.05  # "teacher": its max class probability must exceed this
+    atom_tau: float = 0.1
+    atom_dim: int = 256
+    gcr_mode: str = "channel"  # "channel" (C x C covariance) or "temporal" (T x T affinity)
+    abs_norm: str = "softmax"  # "softmax" over time + KL, or "max"-normalised + MSE
+    # C2MS-Net (method "c2ms", distill/c2ms.py). Its teacher terms are kd_cls_weight (sigmoid
+    # KD at `temperature`), kd_reg_weight (offset MSE at every real position, mean over levels)
+    # and the two below; hard_weight scales the ground-truth loss.
+    c2ms_stage: str = "none"  # preset of the weights below: "cross_modal" | "cross_structure" (PRESETS)
+    hallucinate_dim: int = 0  # channels of the flow half that Rgb2Flow hallucinates; 0: no hallucinator
+    input_weight: float = 3.0  # MSE of the hallucinated flow to the true flow (the teacher's extra channels)
+    stem_weight: float = 0.0  # MSE of the student's level-0 encoder output to the teacher's
+    init_from_teacher: bool = False  # start from the teacher's weights wherever names and shapes match
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    test: TestConfig = field(default_factory=TestConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(dataclasses.asdict(self))
+

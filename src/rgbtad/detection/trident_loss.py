@@ -1,0 +1,102 @@
+"""TriDet's training loss (release: ``TriDet.losses`` in ``libs/modeling/meta_archs.py``).
+
+Assignment, focal loss, DIoU loss and the loss normaliser are ActionFormer's
+(`rgbtad.detection.assignment`, `rgbtad.detection.losses`); what the Trident head changes:
+
+* offsets are decoded per class (`rgbtad.detection.trident.batch_class_offsets`), and every
+  (positive point, ground-truth class) pair is one regression sample, with the point's
+  regression target;
+* the focal loss of those pairs is multiplied by ``IoU ** iou_weight_power`` (the IoU of
+  the pair's decoded segment with its target; not detached, as in the release);
+* ``reg_loss`` is the DIoU loss summed over the pairs.
+
+Both losses are divided by the normaliser, an EMA of the number of positive *points*;
+``final = cls + w * reg`` (``w <= 0``: ``cls / max(reg, 0.01)``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from rgbtad.detection.assignment import assign_batch
+from rgbtad.detection.losses import diou_loss_1d, sigmoid_focal_loss
+from rgbtad.detection.trident import TriDetOutput, batch_class_offsets
+
+__all__ = ["TridentLoss", "iou_loss_1d"]
+
+
+def iou_loss_1d(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """``1 - IoU`` per row of 1-D segments given as (left, right) distances from one point
+    (the release's ``ctr_giou_loss_1d``, which reduces to IoU here); both ``N x 2``, >= 0."""
+    pred = pred.float()
+    target = target.float()
+    if pred.numel() and bool((pred < 0).any()):
+        raise ValueError("predicted offsets must be non-negative")
+    if target.numel() and bool((target < 0).any()):
+        raise ValueError("target offsets must be non-negative")
+    lp, rp = pred[:, 0], pred[:, 1]
+    lg, rg = target[:, 0], target[:, 1]
+    inter = torch.min(rp, rg) + torch.min(lp, lg)
+    union = (lp + rp) + (lg + rg) - inter
+    return 1.0 - inter / union.clamp(min=eps)
+
+
+class TridentLoss(nn.Module):
+    """The Trident head's losses with the EMA normaliser (a checkpointed float64 buffer)."""
+
+    def __init__(self, num_classes: int, num_bins: int, init_loss_norm: float = 100.0, momentum: float = 0.9,
+                 loss_weight: float = 1.0, label_smoothing: float = 0.0, center_sample: str = "radius",
+                 center_radius: float = 1.5, iou_weight_power: float = 1.0):
+        super().__init__()
+        self.num_classes = num_classes
+        self.num_bins = num_bins
+        self.momentum = momentum
+        self.loss_weight = loss_weight
+        self.label_smoothing = label_smoothing
+        self.center_sample = center_sample
+        self.center_radius = center_radius
+        self.iou_weight_power = iou_weight_power
+        self.register_buffer("normalizer", torch.tensor(float(init_loss_norm), dtype=torch.float64))
+
+    def _pairs(self, out: TriDetOutput, gt_cls: torch.Tensor, gt_offsets: torch.Tensor, positive: torch.Tensor):
+        """Decoded and target offsets of every (positive point, ground-truth class) pair, in
+        row-major (point, class) order."""
+        decoded = batch_class_offsets(out.center_offsets, out.start_logits, out.end_logits, self.num_bins)
+        decoded = decoded[positive]
+        pred_offsets = decoded[gt_cls[positive].bool()]
+        rows = torch.where(gt_cls[positive])[0]
+        return pred_offsets, gt_offsets[positive][rows]
+
+    def forward(self, out: TriDetOutput, gt_segments: list[torch.Tensor], gt_labels: list[torch.Tensor],
+                update_normalizer: bool = True) -> dict[str, torch.Tensor]:
+        gt_cls, gt_offsets = assign_batch(out.points, gt_segments, gt_labels, self.num_classes,
+                                          self.center_sample, self.center_radius)
+        valid = torch.cat(out.masks, dim=1)
+        positive = torch.logical_and(gt_cls.sum(-1) > 0, valid)
+        pred_offsets, target_offsets = self._pairs(out, gt_cls, gt_offsets, positive)
+
+        num_pos = int(positive.sum().item())
+        if update_normalizer:
+            self.normalizer.mul_(self.momentum).add_((1 - self.momentum) * max(num_pos, 1))
+        normalizer = float(self.normalizer.item())
+
+        targets = gt_cls[valid]
+        targets = targets * (1 - self.label_smoothing)
+        targets = targets + self.label_smoothing / (self.num_classes + 1)
+        cls_loss = sigmoid_focal_loss(torch.cat(out.cls_logits, dim=1)[valid], targets, reduction="none")
+        iou_rate = iou_loss_1d(pred_offsets, target_offsets)
+        rated = targets > self.label_smoothing / (self.num_classes + 1)
+        cls_loss[rated] = cls_loss[rated] * (1 - iou_rate) ** self.iou_weight_power
+        cls_loss = cls_loss.sum() / normalizer
+
+        if num_pos == 0:
+            reg_loss = 0 * pred_offsets.sum()
+        else:
+            reg_loss = diou_loss_1d(pred_offsets, target_offsets, reduction="sum") / normalizer
+
+        if self.loss_weight > 0:
+            weight = self.loss_weight
+        else:
+            weight = cls_loss.detach() / max(reg_loss.item(), 0.01)
+        return {"cls_loss": cls_loss, "reg_loss": reg_loss, "final_loss": cls_loss + reg_loss * weight}
