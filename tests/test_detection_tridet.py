@@ -16,19 +16,19 @@ equal, segments within 1e-3 s, scores within 1e-4; segments the release clips to
 ``[duration, duration]`` are dropped here, see `rgbtad.detection.postprocess`).
 """
 
+import dataclasses
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from rgbtad.compat.tridet import convert_tridet_state_dict, map_tridet_key, spec_from_release
-from rgbtad.config import Config
+from rgbtad.config import build_config
 from rgbtad.core.errors import RgbtadError
 from rgbtad.detection import Detector, DetectorOutput, PyramidDetector, TriDet, TriDetOutput
+from rgbtad.detection.registry import build_detector, build_model, model_name
 from rgbtad.detection.trident import batch_class_offsets
-from rgbtad.detection.tridet import build_tridet
 
 REFERENCE = Path(__file__).parent / "data" / "tridet_release_reference.pt"
 CASES = ("thumos-like", "anet-like", "conv-plain-head")
@@ -298,25 +298,28 @@ def test_tridet_trains_on_toy_data(reference, trident):
 
 # ------------------------------------------------------------------ the builder
 
-def test_builder_needs_a_tridet_section():
-    with pytest.raises(RgbtadError, match="no 'tridet' section"):
-        build_tridet(Config(), 5)
+def test_the_config_selects_tridet_with_the_release_thumos_settings(reference):
+    """model.name=tridet builds TriDet; its defaults are the release's THUMOS14 I3D model."""
+    cfg = build_config({"model": {"name": "tridet"}, "data": {"input_dim": 2048}})
+    assert model_name(cfg) == "tridet" and cfg.model.backbone == "sgp"  # the family's preset
+    model = build_model(cfg, 20)
+    assert isinstance(model, TriDet) and model.nms.voting_iou_weight is False
+    release = reference["release_models"]["thumos_i3d"]
+    assert spec_from_release(release) == dataclasses.replace(model.spec, nms=spec_from_release(release).nms)
+    # the release's THUMOS14 checkpoint layout loads strictly into it
+    state = {key: torch.zeros(shape) for key, shape in reference["key_shapes"]["thumos_i3d"].items()}
+    model.load_state_dict(convert_tridet_state_dict(state, model), strict=True)
+    assert type(build_detector(cfg, 20, input_dim=24)) is TriDet
 
 
-def test_builder_reads_a_tridet_section(reference):
-    spec = _toy_spec(reference)
-    own = {key: getattr(spec, key) for key in (
-        "backbone", "arch", "scale_factor", "embd_dim", "embd_kernel_size", "embd_with_ln", "sgp_mlp_dim",
-        "sgp_win_size", "sgp_k", "init_conv_vars", "downsample_type", "use_abs_pe", "input_noise", "fpn_type",
-        "fpn_dim", "fpn_with_ln", "head_dim", "head_num_layers", "head_kernel_size", "boundary_kernel_size",
-        "head_with_ln", "use_trident_head", "num_bins", "iou_weight_power", "regression_range")}
-    base = Config()
-    base.data.input_dim, base.data.max_seq_len = spec.input_dim, spec.max_seq_len
-    cfg = SimpleNamespace(data=base.data, train=base.train, test=base.test, model=base.model,
-                          tridet=SimpleNamespace(**own))
-    model = build_tridet(cfg, 5, input_dim=24)
-    assert model.spec.input_dim == 24 and model.spec.num_bins == spec.num_bins
-    assert model.nms.voting_iou_weight is False
-    own["downsample_type"] = "median"
-    with pytest.raises(RgbtadError, match="downsample type 'median'"):
-        build_tridet(SimpleNamespace(**{**vars(cfg), "tridet": SimpleNamespace(**own)}), 5)
+def test_tridet_config_errors_name_the_key():
+    with pytest.raises(RgbtadError, match="'model.backbone': 'transformer' is not a backbone of model.name 'tridet'"):
+        build_config({"model": {"name": "tridet", "backbone": "transformer"}})
+    with pytest.raises(RgbtadError, match="'tridet.downsample_type': 'median' is not one of"):
+        build_config({"model": {"name": "tridet"}, "tridet": {"downsample_type": "median"}})
+    with pytest.raises(RgbtadError, match="'tridet.sgp_win_size' needs 6 values, got 2"):
+        build_config({"model": {"name": "tridet"}, "tridet": {"sgp_win_size": [1, 3]}})
+    with pytest.raises(RgbtadError, match="students are built on ActionFormer"):
+        build_config({"model": {"name": "tridet"}, "distill": {"method": "decomposed"}})
+    # an ActionFormer config keeps its own backbone whatever the TriDet section says
+    assert build_config({"tridet": {"num_bins": 4}}).model.backbone == "transformer"

@@ -133,6 +133,26 @@ def test_infer_and_evaluate_reproduce_the_training_summary(trained_run, toy_dir,
     assert json.loads(metrics.read_text())["average_mAP"] == pytest.approx(summary["average_mAP"], abs=1e-9)
 
 
+def test_tridet_trains_and_infers_through_the_same_commands(toy_dir, tmp_path, capsys):
+    """model.name=tridet: the same trainer, run directory and `rgbtad infer` as ActionFormer."""
+    cfg = tiny_config(toy_dir)
+    cfg.model.name, cfg.model.backbone, cfg.tridet.sgp_mlp_dim = "tridet", "sgp", 64
+    summary = train(cfg, tmp_path / "run", device="cpu", progress=False)
+    chance = _chance_average_map(toy_dir)
+    assert summary["average_mAP"] > max(3 * chance, chance + 0.15), (summary, chance)
+    pred, metrics = tmp_path / "pred.json", tmp_path / "metrics.json"
+    ann = toy_dir / "annotations.json"
+    assert cli_main(["infer", str(tmp_path / "run"), "--features", str(toy_dir / "features"), "--ann", str(ann),
+                     "--split", "test", "--out", str(pred)]) == 0
+    assert cli_main(["evaluate", "--gt", str(ann), "--pred", str(pred), "--split", "test",
+                     "--json", str(metrics)]) == 0
+    assert json.loads(metrics.read_text())["average_mAP"] == pytest.approx(summary["average_mAP"], abs=1e-9)
+    capsys.readouterr()
+    assert cli_main(["export", str(tmp_path / "run"), str(tmp_path / "model.onnx")]) != 0
+    assert "ONNX export covers ActionFormer detectors and their students, not model.name 'tridet'" in \
+        capsys.readouterr().err and not (tmp_path / "model.onnx").exists()
+
+
 def test_resume_after_interruption_is_exact(toy_dir, tmp_path):
     cfg = tiny_config(toy_dir, epochs=2, warmup_epochs=1, droppath=0.1)
     straight = tmp_path / "straight"

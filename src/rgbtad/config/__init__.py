@@ -9,7 +9,7 @@ differs.
 
 from .loader import LEGACY_KEYS, PRESETS, build_config, load_config, save_config
 from .rules import RANGES
-from .sections import Config, DataConfig, DistillConfig, ModelConfig, TestConfig, TrainConfig
+from .sections import Config, DataConfig, DistillConfig, ModelConfig, TestConfig, TrainConfig, TriDetConfig
 from .typed import merge_values, parse_override
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "RANGES",
     "TestConfig",
     "TrainConfig",
+    "TriDetConfig",
     "build_config",
     "load_config",
     "merge_values",

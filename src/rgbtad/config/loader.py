@@ -23,10 +23,12 @@ log = logging.getLogger(__name__)
 # sets the listed keys of its section, except those it gives itself; later overrides win as
 # usual (so `--set distill.c2ms_stage=cross_modal` over any config file applies the preset,
 # and a saved run config, which lists every key, reads back unchanged).
-# C2MS-Net's effective weights (METHODS.md §3.4): "cross_modal" is their step 1 (teacher ->
-# the same architecture + Rgb2Flow, initialised from the teacher), "cross_structure" their
-# step 2 (transformer -> conv, or conv -> depthwise-separable conv; student from scratch).
+# model.name: each detector family's default backbone. distill.c2ms_stage: C2MS-Net's
+# effective weights (METHODS.md §3.4): "cross_modal" is their step 1 (teacher -> the same
+# architecture + Rgb2Flow, initialised from the teacher), "cross_structure" their step 2
+# (transformer -> conv, or conv -> depthwise-separable conv; student from scratch).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "model.name": {"actionformer": {"backbone": "transformer"}, "tridet": {"backbone": "sgp"}},
     "distill.c2ms_stage": {
         "cross_modal": {"hard_weight": 0.4, "input_weight": 3.0, "stem_weight": 0.0, "kd_reg_weight": 0.6,
                         "kd_cls_weight": 0.24, "temperature": 2.0, "init_from_teacher": True},

@@ -9,8 +9,13 @@ from rgbtad.config.sections import Config
 from rgbtad.core.errors import RgbtadError
 from rgbtad.core.ranges import describe_range, in_range
 
+#: the backbones of each detector family (model.name -> model.backbone)
+BACKBONES = {"actionformer": ("transformer", "conv", "conv_dw"), "tridet": ("sgp", "conv")}
+
 _CHOICES = {
-    "model.backbone": {"transformer", "conv", "conv_dw"},
+    "model.name": set(BACKBONES),
+    "model.backbone": {name for names in BACKBONES.values() for name in names},
+    "tridet.downsample_type": {"max", "avg"},
     "model.fpn_type": {"identity", "fpn"},
     "train.center_sample": {"radius", "none"},
     "train.optimizer": {"AdamW", "SGD"},
@@ -54,6 +59,14 @@ RANGES = {
     "model.head_num_layers": "(0, inf)",
     "model.head_kernel_size": "(0, inf)",
     "model.regression_range": "[0, inf)",
+    "tridet.sgp_mlp_dim": "(0, inf)",
+    "tridet.sgp_win_size": "(0, inf)",
+    "tridet.sgp_k": "(0, inf)",
+    "tridet.init_conv_vars": "[0, inf)",
+    "tridet.input_noise": "[0, inf)",
+    "tridet.boundary_kernel_size": "(0, inf)",
+    "tridet.num_bins": "(0, inf)",
+    "tridet.iou_weight_power": "[0, inf)",
     "train.center_sample_radius": "(0, inf)",
     "train.loss_weight": "(-inf, inf)",
     "train.cls_prior_prob": "(0, 1)",
@@ -129,6 +142,7 @@ def validate(cfg: Config) -> None:
         for number in _numbers(getattr(getattr(cfg, section), name)):
             if not in_range(number, interval):
                 raise RgbtadError(f"config key '{dotted}' must be {describe_range(interval)}, got {number}")
+    _check_family(cfg)
     if cfg.distill.c2ms_stage != "none" and cfg.distill.method != "c2ms":
         raise RgbtadError(f"config key 'distill.c2ms_stage' ({cfg.distill.c2ms_stage!r}) needs "
                           f"distill.method 'c2ms', got {cfg.distill.method!r}")
@@ -151,3 +165,20 @@ def validate(cfg: Config) -> None:
             f"got {len(cfg.model.n_mha_win_size)}"
         )
 
+
+def _check_family(cfg: Config) -> None:
+    """The keys that depend on the detector family (model.name)."""
+    family = cfg.model.name
+    if cfg.model.backbone not in BACKBONES[family]:
+        raise RgbtadError(f"config key 'model.backbone': {cfg.model.backbone!r} is not a backbone of "
+                          f"model.name {family!r} (one of {list(BACKBONES[family])})")
+    if family == "tridet":
+        if cfg.model.fpn_start_level != 0:
+            raise RgbtadError("config key 'model.fpn_start_level' must be 0 for model.name 'tridet'")
+        if cfg.distill.method != "none":
+            raise RgbtadError(f"config key 'distill.method' {cfg.distill.method!r}: the distillation students "
+                              f"are built on ActionFormer so far (model.name 'actionformer')")
+        windows = cfg.tridet.sgp_win_size
+        if isinstance(windows, list) and len(windows) != cfg.model.arch[2] + 1:
+            raise RgbtadError(f"config key 'tridet.sgp_win_size' needs {cfg.model.arch[2] + 1} values, "
+                              f"got {len(windows)}")

@@ -43,10 +43,15 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """ActionFormer anatomy: projection (embedding) -> backbone -> neck -> heads."""
+    """The detector: its family (``name``) and the anatomy the families share, projection
+    (embedding) -> backbone -> neck -> heads; a family's own keys have their own section
+    (``tridet``)."""
 
-    # "transformer" (ActionFormer), "conv" (ResNet-style) or "conv_dw" (conv with every
-    # projection/encoder conv depthwise-separable, C2MS's compressed student; heads stay standard)
+    name: str = "actionformer"  # the detector family: "actionformer" or "tridet" (TriDet, Shi et al.)
+    # ActionFormer: "transformer", "conv" (ResNet-style) or "conv_dw" (conv with every
+    # projection/encoder conv depthwise-separable, C2MS's compressed student; heads stay
+    # standard). TriDet: "sgp" (its scalable-granularity perception blocks) or "conv".
+    # Choosing model.name sets its family's default backbone (a preset).
     backbone: str = "transformer"
     num_classes: int = 0  # 0: the number of classes in the annotation file
     scale_factor: int = 2
@@ -69,6 +74,23 @@ class ModelConfig:
     regression_range: list[tuple[float, float]] = field(
         default_factory=lambda: [(0, 4), (4, 8), (8, 16), (16, 32), (32, 64), (64, 10000)]
     )
+
+
+@dataclass
+class TriDetConfig:
+    """TriDet's own keys (model.name "tridet"; the release's THUMOS14 I3D settings,
+    dingfengshi/TriDet `configs/thumos_i3d.yaml`): SGP blocks and the Trident head."""
+
+    sgp_mlp_dim: int = 768  # hidden width of the SGP block's feed-forward part
+    sgp_win_size: int | list[int] = 1  # SGP window per level (one value: every level)
+    sgp_k: float = 5.0  # the long branch's kernel is k times the window (release "k")
+    init_conv_vars: float = 0.0  # std of the SGP convs' initial weights (0: PyTorch's default)
+    downsample_type: str = "max"  # between pyramid levels: "max" or "avg" pooling
+    input_noise: float = 0.0005  # std of the Gaussian noise added to training features
+    boundary_kernel_size: int = 3  # kernel of the start / end boundary heads
+    use_trident_head: bool = True  # False: the release's ablation, a plain 2-offset regression head
+    num_bins: int = 16  # boundary bins of the Trident head
+    iou_weight_power: float = 0.2  # the class loss is weighted by IoU to this power
 
 
 @dataclass
@@ -176,6 +198,7 @@ class DistillConfig:
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    tridet: TriDetConfig = field(default_factory=TriDetConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)

@@ -128,12 +128,7 @@ class ActionFormerSpec:
     def from_config(cls, cfg, num_classes: int, input_dim: int | None = None) -> "ActionFormerSpec":
         """From an ``rgbtad.config.Config``; `input_dim` overrides ``data.input_dim``."""
         m, t, d, s = cfg.model, cfg.train, cfg.data, cfg.test
-        nms = NMSConfig(
-            pre_nms_thresh=s.pre_nms_thresh, pre_nms_topk=s.pre_nms_topk,
-            duration_thresh=s.duration_thresh, nms_method=s.nms_method,
-            iou_threshold=s.iou_threshold, min_score=s.min_score, max_seg_num=s.max_seg_num,
-            multiclass=s.multiclass_nms, sigma=s.nms_sigma, voting_thresh=s.voting_thresh,
-        )
+        nms = NMSConfig.from_config(s)
         window = m.n_mha_win_size if isinstance(m.n_mha_win_size, int) else tuple(m.n_mha_win_size)
         return cls(
             input_dim=d.input_dim if input_dim is None else input_dim,

@@ -68,6 +68,15 @@ class NMSConfig:
     voting_thresh: float = 0.75
     voting_iou_weight: bool = True  # segment voting weights: score x IoU (ActionFormer), else the score (TriDet)
 
+    @classmethod
+    def from_config(cls, test, *, voting_iou_weight: bool = True) -> "NMSConfig":
+        """From the ``test`` section of an ``rgbtad.config.Config``."""
+        return cls(pre_nms_thresh=test.pre_nms_thresh, pre_nms_topk=test.pre_nms_topk,
+                   duration_thresh=test.duration_thresh, nms_method=test.nms_method,
+                   iou_threshold=test.iou_threshold, min_score=test.min_score, max_seg_num=test.max_seg_num,
+                   multiclass=test.multiclass_nms, sigma=test.nms_sigma, voting_thresh=test.voting_thresh,
+                   voting_iou_weight=voting_iou_weight)
+
 
 # ------------------------------------------------------------------------------ decoding
 

@@ -4,15 +4,15 @@ A builder is registered with ``@register_model(name)`` and called as
 ``builder(cfg, num_classes, **options)`` (``cfg`` an `rgbtad.config.Config`); it returns a
 `rgbtad.detection.protocol.Detector`. Two kinds of names:
 
-* detector families: plain detectors, today ``"actionformer"`` (`DETECTOR_FAMILY`,
-  registered by `rgbtad.detection.actionformer`, which ``import rgbtad.detection`` loads).
-  Their builders take ``input_dim=`` to override ``data.input_dim`` (a student's inner
-  detector on other features);
+* detector families, chosen by ``model.name``: ``"actionformer"`` and ``"tridet"``
+  (registered by `rgbtad.detection.actionformer` and `rgbtad.detection.tridet`, which
+  ``import rgbtad.detection`` loads). Their builders take ``input_dim=`` to override
+  ``data.input_dim`` (a student's inner detector on other features);
 * distillation methods, ``"conventional"``, ``"decomposed"`` and ``"c2ms"``, registered by
   `rgbtad.distill` when it is imported.
 
-Which name a config builds is `model_name`: the detector family when ``distill.method`` is
-"none", else the method. `rgbtad.detection` comes before `rgbtad.distill` in the pipeline
+Which name a config builds is `model_name`: the detector family (``model.name``) when
+``distill.method`` is "none", else the method. `rgbtad.detection` comes before `rgbtad.distill` in the pipeline
 and never imports it, so whoever builds a model from a config that may name a student
 imports `rgbtad.distill` first: `rgbtad.runs` and `rgbtad.training` do, and
 ``from rgbtad.distill import build_model`` (the same function) does it implicitly. A
@@ -29,10 +29,8 @@ import torch
 from rgbtad.core.errors import RgbtadError
 from rgbtad.detection.protocol import Detector
 
-__all__ = ["DETECTOR_FAMILY", "build_detector", "build_model", "model_name", "register_model",
+__all__ = ["build_detector", "build_model", "model_name", "register_model",
            "registered_models", "seq_len_holding"]
-
-DETECTOR_FAMILY = "actionformer"  # the plain detector of every config (no config key chooses another yet)
 
 Builder = Callable[..., Detector]
 _BUILDERS: dict[str, Builder] = {}
@@ -58,7 +56,7 @@ def registered_models() -> list[str]:
 def model_name(cfg) -> str:
     """The registered name `cfg` builds: the detector family for ``distill.method`` "none",
     else the distillation method."""
-    return DETECTOR_FAMILY if cfg.distill.method == "none" else cfg.distill.method
+    return cfg.model.name if cfg.distill.method == "none" else cfg.distill.method
 
 
 def build_model(cfg, num_classes: int, **options) -> Detector:
@@ -74,7 +72,10 @@ def build_model(cfg, num_classes: int, **options) -> Detector:
 def build_detector(cfg, num_classes: int, *, input_dim: int | None = None) -> Detector:
     """The plain detector of `cfg`'s family whatever ``distill.method`` says (a teacher, a
     student's inner detector); `input_dim` overrides ``data.input_dim``."""
-    return _BUILDERS[DETECTOR_FAMILY](cfg, num_classes, input_dim=input_dim)
+    builder = _BUILDERS.get(cfg.model.name)
+    if builder is None:
+        raise RgbtadError(_unknown(cfg.model.name))
+    return builder(cfg, num_classes, input_dim=input_dim)
 
 
 def seq_len_holding(cfg, num_snippets: int) -> int:

@@ -333,35 +333,28 @@ class TriDet(nn.Module):
         return out
 
 
-_SECTION_KEYS = ("backbone", "arch", "scale_factor", "embd_dim", "embd_kernel_size", "embd_with_ln",
-                 "sgp_mlp_dim", "sgp_win_size", "sgp_k", "init_conv_vars", "downsample_type", "use_abs_pe",
-                 "input_noise", "fpn_type", "fpn_dim", "fpn_with_ln", "head_dim", "head_num_layers",
-                 "head_kernel_size", "boundary_kernel_size", "head_with_ln", "use_trident_head", "num_bins",
-                 "iou_weight_power", "regression_range")
+#: TriDetSpec fields read from the shared ``model`` section and from TriDet's own ``tridet``
+_MODEL_KEYS = ("backbone", "arch", "scale_factor", "embd_dim", "embd_kernel_size", "embd_with_ln", "use_abs_pe",
+               "fpn_type", "fpn_dim", "fpn_with_ln", "head_dim", "head_num_layers", "head_kernel_size",
+               "head_with_ln", "regression_range")
+_TRIDET_KEYS = ("sgp_mlp_dim", "sgp_win_size", "sgp_k", "init_conv_vars", "downsample_type", "input_noise",
+                "boundary_kernel_size", "use_trident_head", "num_bins", "iou_weight_power")
 
 
 def spec_from_config(cfg, num_classes: int, input_dim: int | None = None) -> TriDetSpec:
-    """`TriDetSpec` from a config with a ``tridet`` section holding TriDet's own keys (the
-    names in ``_SECTION_KEYS``); data, training targets / losses and NMS come from ``data``,
-    ``train`` and ``test`` as for ActionFormer. Config errors are `RgbtadError`."""
+    """`TriDetSpec` from a config: the anatomy from ``model``, TriDet's own keys from
+    ``tridet``; data, training targets / losses and NMS from ``data``, ``train`` and ``test``
+    as for ActionFormer. Config errors are `RgbtadError`."""
     if num_classes <= 0:
         raise RgbtadError(f"the detector needs at least one class, got {num_classes}")
-    section = getattr(cfg, "tridet", None)
-    if section is None:
-        raise RgbtadError("model 'tridet': the config has no 'tridet' section (TriDet's keys are not in "
-                          "rgbtad.config yet); build the detector from a rgbtad.detection.TriDetSpec")
-    own = {key: getattr(section, key) for key in _SECTION_KEYS}
+    own = {key: getattr(cfg.model, key) for key in _MODEL_KEYS}
+    own.update({key: getattr(cfg.tridet, key) for key in _TRIDET_KEYS})
     own["arch"] = tuple(own["arch"])
     own["regression_range"] = tuple(tuple(r) for r in own["regression_range"])
     if not isinstance(own["sgp_win_size"], int):
         own["sgp_win_size"] = tuple(own["sgp_win_size"])
     d, t, s = cfg.data, cfg.train, cfg.test
-    nms = NMSConfig(
-        pre_nms_thresh=s.pre_nms_thresh, pre_nms_topk=s.pre_nms_topk, duration_thresh=s.duration_thresh,
-        nms_method=s.nms_method, iou_threshold=s.iou_threshold, min_score=s.min_score,
-        max_seg_num=s.max_seg_num, multiclass=s.multiclass_nms, sigma=s.nms_sigma,
-        voting_thresh=s.voting_thresh, voting_iou_weight=False,
-    )
+    nms = NMSConfig.from_config(s, voting_iou_weight=False)
     with model_config_errors():
         return TriDetSpec(
             input_dim=d.input_dim if input_dim is None else input_dim, num_classes=num_classes,

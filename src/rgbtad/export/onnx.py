@@ -60,6 +60,10 @@ def export_run(run_dir: str | Path, out_path: str | Path, *, with_backbone: bool
     if importlib.util.find_spec("onnx") is None:  # pragma: no cover - a pinned dependency
         raise RgbtadError("the onnx package is not installed (pip install onnx)")
     cfg, class_names, model = load_run(run_dir, "cpu")
+    if cfg.model.name != "actionformer":
+        # the graph's outputs are DetectorOutput's: TriDet decodes per class from its own branches
+        raise RgbtadError(f"{run_dir}: ONNX export covers ActionFormer detectors and their students, not "
+                          f"model.name {cfg.model.name!r}")
     backbone_out = None
     backbone_diff = None
     int8_error = None
