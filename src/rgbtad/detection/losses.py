@@ -36,12 +36,9 @@ def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float
     return _reduce(loss, reduction)
 
 
-def diou_loss_1d(pred: torch.Tensor, target: torch.Tensor, reduction: str = "sum",
-                 eps: float = 1e-8) -> torch.Tensor:
-    """Distance-IoU loss for 1-D segments given as (left, right) distances from one point.
-
-    ``1 - IoU + (centre distance / enclosing length)^2``; both inputs ``N x 2``, >= 0.
-    """
+def offsets_iou(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """IoU of 1-D segments given as (left, right) distances from the same point, per row;
+    both inputs ``N x 2``, >= 0."""
     pred = pred.float()
     target = target.float()
     if pred.numel() and bool((pred < 0).any()):
@@ -52,7 +49,18 @@ def diou_loss_1d(pred: torch.Tensor, target: torch.Tensor, reduction: str = "sum
     lg, rg = target[:, 0], target[:, 1]
     inter = torch.min(rp, rg) + torch.min(lp, lg)
     union = (lp + rp) + (lg + rg) - inter
-    iou = inter / union.clamp(min=eps)
+    return inter / union.clamp(min=eps)
+
+
+def diou_loss_1d(pred: torch.Tensor, target: torch.Tensor, reduction: str = "sum",
+                 eps: float = 1e-8) -> torch.Tensor:
+    """Distance-IoU loss for 1-D segments given as (left, right) distances from one point.
+
+    ``1 - IoU + (centre distance / enclosing length)^2``; both inputs ``N x 2``, >= 0.
+    """
+    iou = offsets_iou(pred, target, eps)
+    lp, rp = pred[:, 0].float(), pred[:, 1].float()
+    lg, rg = target[:, 0].float(), target[:, 1].float()
     enclosing = torch.max(lp, lg) + torch.max(rp, rg)
     centre_gap = 0.5 * (rp - lp - rg + lg)
     loss = 1.0 - iou + torch.square(centre_gap / enclosing.clamp(min=eps))

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from rgbtad.detection.assignment import assign_batch
-from rgbtad.detection.losses import diou_loss_1d, sigmoid_focal_loss
+from rgbtad.detection.losses import diou_loss_1d, offsets_iou, sigmoid_focal_loss
 from rgbtad.detection.trident import TriDetOutput, batch_class_offsets
 
 __all__ = ["TridentLoss", "iou_loss_1d"]
@@ -29,17 +29,7 @@ __all__ = ["TridentLoss", "iou_loss_1d"]
 def iou_loss_1d(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """``1 - IoU`` per row of 1-D segments given as (left, right) distances from one point
     (the release's ``ctr_giou_loss_1d``, which reduces to IoU here); both ``N x 2``, >= 0."""
-    pred = pred.float()
-    target = target.float()
-    if pred.numel() and bool((pred < 0).any()):
-        raise ValueError("predicted offsets must be non-negative")
-    if target.numel() and bool((target < 0).any()):
-        raise ValueError("target offsets must be non-negative")
-    lp, rp = pred[:, 0], pred[:, 1]
-    lg, rg = target[:, 0], target[:, 1]
-    inter = torch.min(rp, rg) + torch.min(lp, lg)
-    union = (lp + rp) + (lg + rg) - inter
-    return 1.0 - inter / union.clamp(min=eps)
+    return 1.0 - offsets_iou(pred, target, eps)
 
 
 class TridentLoss(nn.Module):
