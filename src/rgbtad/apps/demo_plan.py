@@ -49,7 +49,7 @@ class DemoSettings:
         detectors that make the point: rgb_only, its teacher, two_stream and the decomposed
         student with local attentive fusion."""
         return cls(num_train=16, num_test=8, min_duration=16.0, max_duration=20.0, clip_epochs=6,
-                   rgb_clip_epochs=6, kd_clip_epochs=8, clip_per_class=32, clip_batch_size=16, detector_dim=64,
+                   rgb_clip_epochs=6, kd_clip_epochs=6, clip_per_class=32, clip_batch_size=16, detector_dim=64,
                    detector_epochs=20, detector_warmup=2, detector_ema_decay=0.9,
                    classes=("belt_left", "belt_right", "lift_fast", "lift_slow", "ball_bounce", "ring_pulse"),
                    models=("rgb_only", "motion_only", "two_stream", "decomposed_laf"))

@@ -19,6 +19,7 @@ from rgbtad.cli.evaluate import add_evaluate
 from rgbtad.cli.export import add_export
 from rgbtad.cli.extract import add_extract
 from rgbtad.cli.import_actionformer import add_import_actionformer
+from rgbtad.cli.import_tridet import add_import_tridet
 from rgbtad.cli.infer import add_infer
 from rgbtad.cli.motion import add_motion
 from rgbtad.cli.plot import add_plot
@@ -28,8 +29,8 @@ from rgbtad.core.errors import RgbtadError
 
 #: In the order `rgbtad --help` lists them.
 _SUBCOMMANDS = [add_demo, add_toy_features, add_train, add_train_backbone, add_infer, add_evaluate,
-                add_import_actionformer, add_motion, add_extract, add_plot, add_synth, add_detect, add_bench,
-                add_export, add_ablate]
+                add_import_actionformer, add_import_tridet, add_motion, add_extract, add_plot, add_synth, add_detect,
+                add_bench, add_export, add_ablate]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -5,18 +5,24 @@ The YAML is merged over the release's defaults (``libs/core/config.py``: missing
 the default, nested sections merge key by key) and the release's derived fields are applied
 (``model.input_dim`` / ``num_classes`` / ``max_seq_len`` come from ``dataset``; the model
 gets ``train_cfg`` / ``test_cfg``). Every release field maps to one rgbtad field (one table
-per rgbtad section: ``_data_values``, ``_model_values``, ``_train_values``,
+per rgbtad section: ``_data_values``, ``_model_sections``, ``_train_values``,
 ``_test_values``). Unknown keys and settings rgbtad does not implement (another
 ``model_name`` or backbone, multi-input projections, several splits) are errors; settings
 that only affect the release's training scripts or its score fusion are reported as
 warnings. Two pieces of the release's training script are applied too: the learning rate
 and the loader workers are multiplied by the number of ``devices``, and the classifier's
 empty classes come from the dataset (none for the release's datasets).
+
+Forks of the release (TriDet: `rgbtad.compat.tridet_config`) keep this format with their
+own defaults and model keys; a `ReleaseFormat` says what differs, and `read_release_config`
+and `release_config` serve them too.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,8 @@ from rgbtad.config import Config, build_config
 from rgbtad.core.errors import RgbtadError
 from rgbtad.core.yamlio import read_yaml_mapping
 
-__all__ = ["RELEASE_DEFAULTS", "config_from_release", "read_release_config"]
+__all__ = ["ACTIONFORMER", "RELEASE_DEFAULTS", "ReleaseFormat", "config_from_release", "read_release_config",
+           "release_config"]
 
 # The release's defaults (libs/core/config.py, latest version), as data.
 RELEASE_DEFAULTS: dict[str, Any] = {
@@ -128,8 +135,31 @@ _DATASET_TIOUS = {
 # through the multi-hot assignment; an older release emptied class 4 instead).
 _DATASET_EMPTY_CLASSES = {"thumos": [], "anet": [], "epic": [], "ego4d": []}
 
-# release backbone_type -> rgbtad model.backbone
-_BACKBONES = {"convTransformer": "transformer", "conv": "conv"}
+
+@dataclass(frozen=True)
+class ReleaseFormat:
+    """The config format of one release: its name (in messages), defaults, the keys allowed
+    beyond them (per section, ``""`` the top level), the one ``model_name`` and the
+    ``backbone_type``s rgbtad implements (-> ``model.backbone``), the tIoU thresholds and
+    empty classes of its datasets, and the warning for ``opt.warmup: false`` (None: none)."""
+
+    name: str
+    defaults: dict[str, Any]
+    extra_keys: dict[str, set[str]]
+    model_name: str
+    backbones: dict[str, str]
+    dataset_tious: dict[str, list[float]]
+    dataset_empty_classes: dict[str, list[int]]
+    no_warmup_note: str | None
+
+
+ACTIONFORMER = ReleaseFormat(
+    name="ActionFormer", defaults=RELEASE_DEFAULTS, extra_keys=_EXTRA_KEYS, model_name="LocPointTransformer",
+    backbones={"convTransformer": "transformer", "conv": "conv"}, dataset_tious=_DATASET_TIOUS,
+    dataset_empty_classes=_DATASET_EMPTY_CLASSES,
+    no_warmup_note="opt.warmup is false: imported as warmup_epochs 0 (rgbtad's cosine schedule ends at 1e-8, "
+                   "the release's plain CosineAnnealingLR at 0)",
+)
 
 
 # ================================================================================ release config
@@ -144,33 +174,34 @@ def _merge_defaults(defaults: dict, config: dict) -> None:
             config[key] = copy.deepcopy(value)
 
 
-def _check_keys(config: dict, source: str) -> None:
+def _check_keys(config: dict, source: str, fmt: ReleaseFormat) -> None:
     for key in config:
-        if key not in RELEASE_DEFAULTS and key not in _EXTRA_KEYS[""]:
-            raise RgbtadError(f"{source}: unknown ActionFormer config key '{key}'")
-    for section, defaults in RELEASE_DEFAULTS.items():
+        if key not in fmt.defaults and key not in fmt.extra_keys[""]:
+            raise RgbtadError(f"{source}: unknown {fmt.name} config key '{key}'")
+    for section, defaults in fmt.defaults.items():
         if not isinstance(defaults, dict):
             continue
         values = config.get(section, {})
         if values is None:
             values = {}
         if not isinstance(values, dict):
-            raise RgbtadError(f"{source}: ActionFormer config section '{section}' must be a mapping")
-        allowed = set(defaults) | _EXTRA_KEYS.get(section, set())
+            raise RgbtadError(f"{source}: {fmt.name} config section '{section}' must be a mapping")
+        allowed = set(defaults) | fmt.extra_keys.get(section, set())
         for key in values:
             if key not in allowed:
-                raise RgbtadError(f"{source}: unknown ActionFormer config key '{section}.{key}'")
+                raise RgbtadError(f"{source}: unknown {fmt.name} config key '{section}.{key}'")
 
 
-def read_release_config(path: str | Path) -> dict:
+def read_release_config(path: str | Path, fmt: ReleaseFormat = ACTIONFORMER) -> dict:
     """A release YAML merged over the release defaults, with the derived model fields."""
     path = Path(path)
-    config = read_yaml_mapping(path, "config file", "an ActionFormer config must be a mapping")
+    article = "an" if fmt.name[0] in "AEIOU" else "a"
+    config = read_yaml_mapping(path, "config file", f"{article} {fmt.name} config must be a mapping")
     for section in list(config):
-        if config[section] is None and isinstance(RELEASE_DEFAULTS.get(section), dict):
+        if config[section] is None and isinstance(fmt.defaults.get(section), dict):
             config[section] = {}
-    _check_keys(config, str(path))
-    _merge_defaults(RELEASE_DEFAULTS, config)
+    _check_keys(config, str(path), fmt)
+    _merge_defaults(fmt.defaults, config)
     # _update_config of the release
     config["model"]["input_dim"] = config["dataset"]["input_dim"]
     config["model"]["num_classes"] = config["dataset"]["num_classes"]
@@ -190,16 +221,18 @@ def _single_split(value: Any, key: str, source: str) -> str:
 
 # ================================================================================ rgbtad values
 
-def _config_values(release: dict, source: str) -> tuple[dict, list[str]]:
-    """Release config -> nested rgbtad config values, plus warnings."""
-    _check_supported(release, source)
-    notes = _notes(release)
+def _config_values(release: dict, fmt: ReleaseFormat, model_sections: Callable[[dict], dict],
+                   source: str) -> tuple[dict, list[str]]:
+    """Release config -> nested rgbtad config values, plus warnings: ``data``, ``train`` and
+    ``test`` from the sections every format shares, the model's from `model_sections`."""
+    _check_supported(release, fmt, source)
+    notes = _notes(release, fmt)
     n_devices = _device_count(release["devices"])
-    tious = _DATASET_TIOUS.get(str(release["dataset_name"]))
+    tious = fmt.dataset_tious.get(str(release["dataset_name"]))
     values = {
         "data": _data_values(release, n_devices, source),
-        "model": _model_values(release["model"], release["dataset"]),
-        "train": _train_values(release, n_devices),
+        **model_sections(release),
+        "train": _train_values(release, n_devices, fmt),
         "test": _test_values(release["test_cfg"]),
     }
     if tious is not None:
@@ -207,15 +240,15 @@ def _config_values(release: dict, source: str) -> tuple[dict, list[str]]:
     return values, notes
 
 
-def _check_supported(release: dict, source: str) -> None:
+def _check_supported(release: dict, fmt: ReleaseFormat, source: str) -> None:
     """Raise for a model rgbtad does not implement."""
     ds, mdl = release["dataset"], release["model"]
-    if release["model_name"] != "LocPointTransformer":
+    if release["model_name"] != fmt.model_name:
         raise RgbtadError(f"{source}: model_name '{release['model_name']}' is not supported "
-                          "(only LocPointTransformer)")
-    if mdl["backbone_type"] not in _BACKBONES:
+                          f"(only {fmt.model_name})")
+    if mdl["backbone_type"] not in fmt.backbones:
         raise RgbtadError(f"{source}: model.backbone_type '{mdl['backbone_type']}' is not supported "
-                          f"(supported: {', '.join(_BACKBONES)})")
+                          f"(supported: {', '.join(fmt.backbones)})")
     if mdl["fpn_type"] not in ("identity", "fpn"):
         raise RgbtadError(f"{source}: model.fpn_type '{mdl['fpn_type']}' is not supported")
     for key, value in (("dataset.input_dim", ds["input_dim"]), ("model.embd_dim", mdl["embd_dim"])):
@@ -224,7 +257,7 @@ def _check_supported(release: dict, source: str) -> None:
                               "which rgbtad does not support")
 
 
-def _notes(release: dict) -> list[str]:
+def _notes(release: dict, fmt: ReleaseFormat) -> list[str]:
     """Warnings for release settings that are not imported or are imported changed."""
     notes: list[str] = []
     te, opt = release["test_cfg"], release["opt"]
@@ -233,15 +266,14 @@ def _notes(release: dict) -> list[str]:
                      "is not part of the detector and is not imported")
     if opt.get("early_stop_epochs") is not None:
         notes.append("opt.early_stop_epochs is not supported; training runs all epochs")
-    if not opt["warmup"]:
-        notes.append("opt.warmup is false: imported as warmup_epochs 0 (rgbtad's cosine "
-                     "schedule ends at 1e-8, the release's plain CosineAnnealingLR at 0)")
+    if not opt["warmup"] and fmt.no_warmup_note:
+        notes.append(fmt.no_warmup_note)
     n_devices = _device_count(release["devices"])
     if n_devices > 1:
         notes.append(f"{n_devices} devices: learning rate and loader workers scaled by "
                      f"{n_devices}, as the release's train.py does")
     dataset_name = str(release["dataset_name"])
-    if _DATASET_TIOUS.get(dataset_name) is None:
+    if fmt.dataset_tious.get(dataset_name) is None:
         notes.append(f"dataset_name '{dataset_name}' unknown: evaluation tIoU thresholds left at "
                      "rgbtad's default")
     return notes
@@ -275,10 +307,11 @@ def _data_values(release: dict, n_devices: int, source: str) -> dict:
     }
 
 
-def _model_values(mdl: dict, ds: dict) -> dict:
+def _model_sections(release: dict) -> dict:
+    mdl, ds = release["model"], release["dataset"]
     windows = mdl["n_mha_win_size"]
-    return {
-        "backbone": _BACKBONES[mdl["backbone_type"]],
+    return {"model": {
+        "backbone": ACTIONFORMER.backbones[mdl["backbone_type"]],
         "num_classes": ds["num_classes"],
         "scale_factor": mdl["scale_factor"],
         "arch": list(mdl["backbone_arch"]),
@@ -298,10 +331,10 @@ def _model_values(mdl: dict, ds: dict) -> dict:
         "use_abs_pe": mdl["use_abs_pe"],
         "use_rel_pe": mdl["use_rel_pe"],
         "regression_range": [list(r) for r in mdl["regression_range"]],
-    }
+    }}
 
 
-def _train_values(release: dict, n_devices: int) -> dict:
+def _train_values(release: dict, n_devices: int, fmt: ReleaseFormat) -> dict:
     tr, opt, ds, loader = release["train_cfg"], release["opt"], release["dataset"], release["loader"]
     return {
         "center_sample": tr["center_sample"],
@@ -311,7 +344,7 @@ def _train_values(release: dict, n_devices: int) -> dict:
         "init_loss_norm": tr["init_loss_norm"],
         "label_smoothing": tr["label_smoothing"],
         # train.py replaces head_empty_cls with the dataset's empty label ids
-        "head_empty_cls": _empty_classes(str(release["dataset_name"]), tr["head_empty_cls"], ds["num_classes"]),
+        "head_empty_cls": _empty_classes(fmt, str(release["dataset_name"]), tr["head_empty_cls"], ds["num_classes"]),
         "dropout": tr["dropout"],
         "droppath": tr["droppath"],
         "clip_grad_l2norm": tr["clip_grad_l2norm"],
@@ -344,16 +377,23 @@ def _test_values(te: dict) -> dict:
     }
 
 
-def _empty_classes(dataset_name: str, configured: list, num_classes: int) -> list[int]:
-    empty = _DATASET_EMPTY_CLASSES.get(dataset_name, configured) or []
+def _empty_classes(fmt: ReleaseFormat, dataset_name: str, configured: list, num_classes: int) -> list[int]:
+    empty = fmt.dataset_empty_classes.get(dataset_name, configured) or []
     return [int(c) for c in empty if 0 <= int(c) < num_classes]
 
 
-def config_from_release(release: dict, source: str = "ActionFormer config") -> tuple[Config, list[str]]:
-    """An rgbtad ``Config`` from a merged release config; also returns warnings."""
-    values, notes = _config_values(release, source)
+def release_config(release: dict, fmt: ReleaseFormat, model_sections: Callable[[dict], dict],
+                   source: str) -> tuple[Config, list[str]]:
+    """An rgbtad ``Config`` from a merged release config of format `fmt`, the model's
+    sections from `model_sections(release)` (checked to be supported); also returns warnings."""
+    values, notes = _config_values(release, fmt, model_sections, source)
     try:
         cfg = build_config(values)
     except RgbtadError as err:
         raise RgbtadError(f"{source}: {err}") from None
     return cfg, notes
+
+
+def config_from_release(release: dict, source: str = "ActionFormer config") -> tuple[Config, list[str]]:
+    """An rgbtad ``Config`` from a merged ActionFormer release config; also returns warnings."""
+    return release_config(release, ACTIONFORMER, _model_sections, source)

@@ -28,7 +28,8 @@ that does not fit is an error that lists them.
 
 `spec_from_release` reads the release's model settings (``cfg["model"]`` after its
 ``load_config``: the meta-architecture's keyword arguments with ``train_cfg`` and
-``test_cfg``) into a `TriDetSpec`.
+``test_cfg``) into a `TriDetSpec`. A whole release (config + checkpoint) becomes a run
+directory through `rgbtad.compat.tridet_import`.
 """
 
 from __future__ import annotations
