@@ -203,6 +203,27 @@ def test_bad_grid_on_the_command_line_is_a_one_line_error(tmp_path, capsys):
     assert err.startswith("rgbtad ablate: error: ") and "baseline" in err and "\n" not in err
 
 
+def test_feature_level_grid_reads_the_plain_rgb_features_in_every_cell(tmp_path):
+    """configs/ablate_feature_level.yaml: frozen plain-RGB features everywhere, the flow teacher."""
+    (tmp_path / "configs").mkdir()
+    shutil.copy(REPO / "configs" / "ablate_feature_level.yaml", tmp_path / "configs")
+    values = synthetic_detector_defaults()
+    values["data"].update({"input_dim": 128, "feat_stride": 4, "num_frames": 8})
+    save_config(build_config(values), tmp_path / "demo_out" / "runs" / "rgb_only" / "config.yaml")
+    grid = load_grid(tmp_path / "configs" / "ablate_feature_level.yaml")
+    assert grid.seeds == [0, 1, 2, 3, 4] and grid.baseline == "rgb_only"
+    methods = {}
+    for cell in grid.cells:
+        cfg = cell_config(grid, cell, 0)
+        assert cfg.data.features == str(tmp_path / "demo_out" / "features" / "rgb")
+        methods[cell.name] = (cfg.distill.method, cfg.distill.feat_weight)
+        if cfg.distill.method != "none":
+            assert cfg.distill.teacher_run == str(tmp_path / "demo_out" / "runs" / "motion_only")
+    assert methods == {"rgb_only": ("none", 0.0), "conventional_kd_plain_rgb": ("conventional", 1.0),
+                       "conventional_kd_outputs_plain_rgb": ("conventional", 0.0),
+                       "decomposed_laf_plain_rgb": ("decomposed", 0.0)}
+
+
 def test_example_grid_builds_every_cell_over_a_demo_folder(tmp_path):
     """configs/ablate_synthetic.yaml against a stand-in demo folder (config only)."""
     (tmp_path / "configs").mkdir()
