@@ -106,21 +106,32 @@ class DetectionLoss(nn.Module):
         gt_offsets = gt_offsets[positive]
 
         num_pos = int(positive.sum().item())
-        if update_normalizer:
-            self.normalizer.mul_(self.momentum).add_((1 - self.momentum) * max(num_pos, 1))
-        normalizer = float(self.normalizer.item())
-
-        targets = gt_cls[valid]
-        targets = targets * (1 - self.label_smoothing)
-        targets = targets + self.label_smoothing / (self.num_classes + 1)
+        normalizer = self._normalizer(num_pos, update_normalizer)
+        targets = self._smoothed(gt_cls[valid])
         cls_loss = sigmoid_focal_loss(torch.cat(cls_logits, dim=1)[valid], targets, reduction="sum")
         cls_loss = cls_loss / normalizer
+        return self._combined(cls_loss, self._reg_loss(pred_offsets, gt_offsets, num_pos, normalizer))
 
+    # the parts every pyramid head's loss shares (TriDet's: `rgbtad.detection.trident_loss`)
+    def _normalizer(self, num_pos: int, update: bool) -> float:
+        """The EMA of the number of positives (updated in training), which divides the losses."""
+        if update:
+            self.normalizer.mul_(self.momentum).add_((1 - self.momentum) * max(num_pos, 1))
+        return float(self.normalizer.item())
+
+    def _smoothed(self, targets: torch.Tensor) -> torch.Tensor:
+        targets = targets * (1 - self.label_smoothing)
+        return targets + self.label_smoothing / (self.num_classes + 1)
+
+    @staticmethod
+    def _reg_loss(pred_offsets: torch.Tensor, gt_offsets: torch.Tensor, num_pos: int,
+                  normalizer: float) -> torch.Tensor:
         if num_pos == 0:
-            reg_loss = 0 * pred_offsets.sum()
-        else:
-            reg_loss = diou_loss_1d(pred_offsets, gt_offsets, reduction="sum") / normalizer
+            return 0 * pred_offsets.sum()
+        return diou_loss_1d(pred_offsets, gt_offsets, reduction="sum") / normalizer
 
+    def _combined(self, cls_loss: torch.Tensor, reg_loss: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The loss dict; ``loss_weight`` <= 0 weighs the regression adaptively (cls / reg)."""
         if self.loss_weight > 0:
             weight = self.loss_weight
         else:

@@ -17,10 +17,9 @@ Both losses are divided by the normaliser, an EMA of the number of positive *poi
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from rgbtad.detection.assignment import assign_batch
-from rgbtad.detection.losses import diou_loss_1d, offsets_iou, sigmoid_focal_loss
+from rgbtad.detection.losses import DetectionLoss, offsets_iou, sigmoid_focal_loss
 from rgbtad.detection.trident import TriDetOutput, batch_class_offsets
 
 __all__ = ["TridentLoss", "iou_loss_1d"]
@@ -32,22 +31,18 @@ def iou_loss_1d(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> 
     return 1.0 - offsets_iou(pred, target, eps)
 
 
-class TridentLoss(nn.Module):
-    """The Trident head's losses with the EMA normaliser (a checkpointed float64 buffer)."""
+class TridentLoss(DetectionLoss):
+    """The Trident head's losses: ActionFormer's (`DetectionLoss`: assignment, EMA normaliser,
+    label smoothing, DIoU, loss weight) on the offsets decoded per class, with the focal loss
+    of the positive classes weighted by IoU."""
 
     def __init__(self, num_classes: int, num_bins: int, init_loss_norm: float = 100.0, momentum: float = 0.9,
                  loss_weight: float = 1.0, label_smoothing: float = 0.0, center_sample: str = "radius",
                  center_radius: float = 1.5, iou_weight_power: float = 1.0):
-        super().__init__()
-        self.num_classes = num_classes
+        super().__init__(num_classes, init_loss_norm, momentum, loss_weight, label_smoothing, center_sample,
+                         center_radius)
         self.num_bins = num_bins
-        self.momentum = momentum
-        self.loss_weight = loss_weight
-        self.label_smoothing = label_smoothing
-        self.center_sample = center_sample
-        self.center_radius = center_radius
         self.iou_weight_power = iou_weight_power
-        self.register_buffer("normalizer", torch.tensor(float(init_loss_norm), dtype=torch.float64))
 
     def _pairs(self, out: TriDetOutput, gt_cls: torch.Tensor, gt_offsets: torch.Tensor, positive: torch.Tensor):
         """Decoded and target offsets of every (positive point, ground-truth class) pair, in
@@ -67,26 +62,11 @@ class TridentLoss(nn.Module):
         pred_offsets, target_offsets = self._pairs(out, gt_cls, gt_offsets, positive)
 
         num_pos = int(positive.sum().item())
-        if update_normalizer:
-            self.normalizer.mul_(self.momentum).add_((1 - self.momentum) * max(num_pos, 1))
-        normalizer = float(self.normalizer.item())
-
-        targets = gt_cls[valid]
-        targets = targets * (1 - self.label_smoothing)
-        targets = targets + self.label_smoothing / (self.num_classes + 1)
+        normalizer = self._normalizer(num_pos, update_normalizer)
+        targets = self._smoothed(gt_cls[valid])
         cls_loss = sigmoid_focal_loss(torch.cat(out.cls_logits, dim=1)[valid], targets, reduction="none")
         iou_rate = iou_loss_1d(pred_offsets, target_offsets)
         rated = targets > self.label_smoothing / (self.num_classes + 1)
         cls_loss[rated] = cls_loss[rated] * (1 - iou_rate) ** self.iou_weight_power
         cls_loss = cls_loss.sum() / normalizer
-
-        if num_pos == 0:
-            reg_loss = 0 * pred_offsets.sum()
-        else:
-            reg_loss = diou_loss_1d(pred_offsets, target_offsets, reduction="sum") / normalizer
-
-        if self.loss_weight > 0:
-            weight = self.loss_weight
-        else:
-            weight = cls_loss.detach() / max(reg_loss.item(), 0.01)
-        return {"cls_loss": cls_loss, "reg_loss": reg_loss, "final_loss": cls_loss + reg_loss * weight}
+        return self._combined(cls_loss, self._reg_loss(pred_offsets, target_offsets, num_pos, normalizer))
