@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -117,17 +118,26 @@ def _reshape(value: torch.Tensor, kind: str | None, target_shape: torch.Size) ->
 def convert_state_dict(release_state: dict[str, torch.Tensor], model: torch.nn.Module,
                        source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """Map a release state dict onto ``model``'s names; strict (see module docstring)."""
+    return strict_state_dict(release_state, model, source, map_release_key, _reshape, "weights")
+
+
+def strict_state_dict(release_state: dict[str, torch.Tensor], model: torch.nn.Module, source: str,
+                      map_key: Callable, fit: Callable, what: str) -> dict[str, torch.Tensor]:
+    """A release state dict on ``model``'s names (float32), every parameter accounted for:
+    `map_key(name)` gives our name and reshape kind (or None), `fit(value, kind, shape)` the
+    reshaped tensor (or None on a shape mismatch); anything left over is one error naming
+    `source` and `what` ("weights"). Buffers missing from the release keep ``model``'s."""
     target = model.state_dict()
     out: dict[str, torch.Tensor] = {}
     unexpected, mismatched = [], []
     for key, value in release_state.items():
         name = key[len("module."):] if key.startswith("module.") else key
-        mapped = map_release_key(name)
+        mapped = map_key(name)
         if mapped is None or mapped[0] not in target:
             unexpected.append(key)
             continue
         ours, kind = mapped
-        tensor = _reshape(value.detach().to(torch.float32), kind, target[ours].shape)
+        tensor = fit(value.detach().to(torch.float32), kind, target[ours].shape)
         if tensor is None:
             mismatched.append(f"{key} {tuple(value.shape)} -> {ours} {tuple(target[ours].shape)}")
             continue
@@ -144,7 +154,7 @@ def convert_state_dict(release_state: dict[str, torch.Tensor], model: torch.nn.M
     if mismatched:
         problems.append("shape mismatch: " + "; ".join(mismatched[:5]))
     if problems:
-        raise RgbtadError(f"{source}: weights do not fit the config ({' | '.join(problems)})")
+        raise RgbtadError(f"{source}: {what} do not fit the config ({' | '.join(problems)})")
     for name, value in target.items():  # buffers (loss normaliser)
         if name not in out:
             out[name] = value.clone()

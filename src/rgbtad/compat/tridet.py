@@ -38,6 +38,7 @@ import re
 
 import torch
 
+from rgbtad.compat.actionformer_weights import strict_state_dict
 from rgbtad.core.errors import RgbtadError
 from rgbtad.detection.postprocess import NMSConfig
 from rgbtad.detection.tridet import TriDetSpec
@@ -123,43 +124,11 @@ def _fit(value: torch.Tensor, kind: str | None, shape: torch.Size) -> torch.Tens
     return value if value.shape == shape else None
 
 
-def _listed(what: str, keys: list[str]) -> str:
-    return f"{len(keys)} {what}: " + ", ".join(keys[:8]) + (" ..." if len(keys) > 8 else "")
-
-
 def convert_tridet_state_dict(release_state: dict[str, torch.Tensor], model: torch.nn.Module,
                               source: str = "checkpoint") -> dict[str, torch.Tensor]:
     """A release state dict mapped onto ``model``'s names (float32), ready for
     ``model.load_state_dict(..., strict=True)``; strict (see the module docstring)."""
-    target = model.state_dict()
-    out: dict[str, torch.Tensor] = {}
-    unexpected, mismatched = [], []
-    for key, value in release_state.items():
-        name = key[len("module."):] if key.startswith("module.") else key
-        mapped = map_tridet_key(name)
-        if mapped is None or mapped[0] not in target:
-            unexpected.append(key)
-            continue
-        ours, kind = mapped
-        tensor = _fit(value.detach().to(torch.float32), kind, target[ours].shape)
-        if tensor is None:
-            mismatched.append(f"{key} {tuple(value.shape)} -> {ours} {tuple(target[ours].shape)}")
-            continue
-        out[ours] = tensor.clone()
-    missing = sorted({name for name, _ in model.named_parameters()} - set(out))
-    problems = []
-    if unexpected:
-        problems.append(_listed("key(s) the configured detector has no place for", unexpected))
-    if missing:
-        problems.append(_listed("detector parameter(s) not in the checkpoint", missing))
-    if mismatched:
-        problems.append("shape mismatch: " + "; ".join(mismatched[:5]))
-    if problems:
-        raise RgbtadError(f"{source}: TriDet weights do not fit the config ({' | '.join(problems)})")
-    for name, value in target.items():  # buffers (the loss normaliser)
-        if name not in out:
-            out[name] = value.clone()
-    return out
+    return strict_state_dict(release_state, model, source, map_tridet_key, _fit, "TriDet weights")
 
 
 def spec_from_release(model_cfg: dict) -> TriDetSpec:
