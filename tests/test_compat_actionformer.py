@@ -350,7 +350,8 @@ def test_anet_release_config_and_agnostic_classes(tmp_path, reference):
     }
     path = _write_release(tmp_path, release, classes=("A", "B", "C"))
     cfg, notes = config_from_release(read_release_config(path))
-    assert any("ext_score_file" in n for n in notes)
+    assert cfg.test.ext_score_file == "cuhk.json" and not any("ext_score_file" in n for n in notes)
+    assert (cfg.test.ext_score_top_k, cfg.test.ext_score_num_pred, cfg.test.ext_score_combine) == (2, 200, "sqrt_product")
     assert cfg.model.n_mha_win_size == [7, 7, 7, 7, 7, -1] and cfg.model.use_abs_pe
     assert cfg.data.force_upsampling and cfg.data.default_fps == 15 and cfg.data.file_prefix == "v_"
     assert (cfg.test.multiclass_nms, cfg.test.nms_sigma, cfg.test.voting_thresh) == (False, 0.75, 0.9)

@@ -51,7 +51,7 @@ def inputs(batch=2, seed=0):
 
 
 def test_every_method_is_registered_and_the_config_names_it():
-    assert registered_models() == ["actionformer", "c2ms", "conventional", "decomposed", "tridet"]
+    assert registered_models() == ["actionformer", "c2ms", "conventional", "decomposed", "gtad", "tadtr", "tridet"]
     assert model_name(config()) == "actionformer"
     assert model_name(config(method="c2ms")) == "c2ms"
     kinds = {"none": ActionFormer, "conventional": ConventionalKDStudent, "decomposed": DecomposedStudent}
@@ -68,7 +68,7 @@ def test_an_unknown_name_is_one_error_listing_the_registered_ones():
     cfg = config()
     cfg.distill.method = "decomposd"  # past the config's own check, as a new method would be
     with pytest.raises(RgbtadError, match=r"no model named 'decomposd' .*actionformer, c2ms, conventional, "
-                                          r"decomposed, tridet\).*did you mean 'decomposed'\?"):
+                                          r"decomposed, gtad, tadtr, tridet\).*did you mean 'decomposed'\?"):
         build_model(cfg, 3)
 
 

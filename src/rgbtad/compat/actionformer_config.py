@@ -8,10 +8,11 @@ gets ``train_cfg`` / ``test_cfg``). Every release field maps to one rgbtad field
 per rgbtad section: ``_data_values``, ``_model_sections``, ``_train_values``,
 ``_test_values``). Unknown keys and settings rgbtad does not implement (another
 ``model_name`` or backbone, multi-input projections, several splits) are errors; settings
-that only affect the release's training scripts or its score fusion are reported as
-warnings. Two pieces of the release's training script are applied too: the learning rate
-and the loader workers are multiplied by the number of ``devices``, and the classifier's
-empty classes come from the dataset (none for the release's datasets).
+that only affect the release's training scripts are reported as warnings; the score fusion
+file (``test_cfg.ext_score_file``) becomes ``test.ext_score_file``. Two pieces of the
+release's training script are applied too: the learning rate and the loader workers are
+multiplied by the number of ``devices``, and the classifier's empty classes come from the
+dataset (none for the release's datasets).
 
 Forks of the release (TriDet: `rgbtad.compat.tridet_config`) keep this format with their
 own defaults and model keys; a `ReleaseFormat` says what differs, and `read_release_config`
@@ -260,10 +261,7 @@ def _check_supported(release: dict, fmt: ReleaseFormat, source: str) -> None:
 def _notes(release: dict, fmt: ReleaseFormat) -> list[str]:
     """Warnings for release settings that are not imported or are imported changed."""
     notes: list[str] = []
-    te, opt = release["test_cfg"], release["opt"]
-    if te.get("ext_score_file"):
-        notes.append(f"test_cfg.ext_score_file ({te['ext_score_file']}): external score fusion "
-                     "is not part of the detector and is not imported")
+    opt = release["opt"]
     if opt.get("early_stop_epochs") is not None:
         notes.append("opt.early_stop_epochs is not supported; training runs all epochs")
     if not opt["warmup"] and fmt.no_warmup_note:
@@ -374,6 +372,8 @@ def _test_values(te: dict) -> dict:
         "multiclass_nms": te["multiclass_nms"],
         "nms_sigma": te["nms_sigma"],
         "voting_thresh": te["voting_thresh"],
+        # fused as the release's postprocess_results: top 200 detections x top 2 classes, sqrt
+        "ext_score_file": te["ext_score_file"] or None,
     }
 
 

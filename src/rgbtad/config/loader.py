@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 # architecture + Rgb2Flow, initialised from the teacher), "cross_structure" their step 2
 # (transformer -> conv, or conv -> depthwise-separable conv; student from scratch).
 PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "model.name": {"actionformer": {"backbone": "transformer"}, "tridet": {"backbone": "sgp"}},
+    "model.name": {"actionformer": {"backbone": "transformer"}, "tridet": {"backbone": "sgp"},
+                   "gtad": {"backbone": "gcnext"}, "tadtr": {"backbone": "deformable"}},
     "distill.c2ms_stage": {
         "cross_modal": {"hard_weight": 0.4, "input_weight": 3.0, "stem_weight": 0.0, "kd_reg_weight": 0.6,
                         "kd_cls_weight": 0.24, "temperature": 2.0, "init_from_teacher": True},

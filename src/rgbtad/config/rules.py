@@ -10,23 +10,28 @@ from rgbtad.core.errors import RgbtadError
 from rgbtad.core.ranges import describe_range, in_range
 
 #: the backbones of each detector family (model.name -> model.backbone)
-BACKBONES = {"actionformer": ("transformer", "conv", "conv_dw"), "tridet": ("sgp", "conv")}
+BACKBONES = {"actionformer": ("transformer", "conv", "conv_dw"), "tridet": ("sgp", "conv"),
+             "gtad": ("gcnext",), "tadtr": ("deformable",)}
 
 _CHOICES = {
     "model.name": set(BACKBONES),
     "model.backbone": {name for names in BACKBONES.values() for name in names},
     "tridet.downsample_type": {"max", "avg"},
+    "gtad.context": {"none", "last", "all"},
+    "tadtr.activation": {"relu", "gelu", "leaky_relu"},
     "model.fpn_type": {"identity", "fpn"},
     "train.center_sample": {"radius", "none"},
     "train.optimizer": {"AdamW", "SGD"},
     "train.schedule": {"cosine", "multistep"},
     "test.nms_method": {"soft", "hard", "none"},
+    "test.ext_score_combine": {"sqrt_product", "product"},  # rgbtad.detection.score_fusion.COMBINES
     "distill.method": {"none", "conventional", "decomposed", "c2ms"},
     "distill.fusion": {"concat", "sum", "self_attn", "cross_attn", "diff_attn", "laf"},
     "distill.fuse_at": {"projection", "encoder"},
     "distill.share": {"cls_reg", "full"},
     "distill.laf_pooling": {"global", "local"},
     "distill.kd_reg_positions": {"teacher", "gt"},
+    "distill.query_kd_layers": {"all", "last"},  # rgbtad.distill.query_losses
     "distill.gcr_mode": {"channel", "temporal"},
     "distill.abs_norm": {"softmax", "max"},
     "distill.c2ms_stage": {"none", "cross_modal", "cross_structure"},
@@ -67,6 +72,52 @@ RANGES = {
     "tridet.boundary_kernel_size": "(0, inf)",
     "tridet.num_bins": "(0, inf)",
     "tridet.iou_weight_power": "[0, inf)",
+    "gtad.max_duration": "(0, inf)",
+    "gtad.hidden_dim_1d": "(0, inf)",
+    "gtad.hidden_dim_2d": "(0, inf)",
+    "gtad.hidden_dim_3d": "(0, inf)",
+    "gtad.input_groups": "(0, inf)",
+    "gtad.groups": "(0, inf)",
+    "gtad.width_group": "(0, inf)",
+    "gtad.knn_k": "(0, inf)",
+    "gtad.align_resolution": "(0, inf)",
+    "gtad.context_resolution": "(0, inf)",
+    "gtad.align_sampling": "[0, inf)",
+    "gtad.expand_ratio": "[0, inf)",
+    "gtad.map_kernel_size": "(0, inf)",
+    "gtad.reg_high_iou": "[0, 1]",
+    "gtad.reg_low_iou": "[0, 1]",
+    "gtad.cls_pos_iou": "[0, 1]",
+    "gtad.boundary_width": "(0, inf)",
+    "gtad.reg_weight": "[0, inf)",
+    "gtad.cls_weight": "[0, inf)",
+    "gtad.boundary_weight": "[0, inf)",
+    "gtad.nms_threshold": "(0, inf)",
+    "gtad.num_proposals": "(0, inf)",
+    "gtad.max_proposal_frames": "(-inf, inf)",
+    "gtad.tail_min": "[0, inf)",
+    "gtad.eval_chunk": "(0, inf)",
+    "tadtr.hidden_dim": "(0, inf)",
+    "tadtr.num_heads": "(0, inf)",
+    "tadtr.enc_layers": "(0, inf)",
+    "tadtr.dec_layers": "(0, inf)",
+    "tadtr.dim_feedforward": "(0, inf)",
+    "tadtr.dropout": "[0, 1)",
+    "tadtr.enc_n_points": "(0, inf)",
+    "tadtr.dec_n_points": "(0, inf)",
+    "tadtr.num_queries": "(0, inf)",
+    "tadtr.set_cost_class": "[0, inf)",
+    "tadtr.set_cost_seg": "[0, inf)",
+    "tadtr.set_cost_iou": "[0, inf)",
+    "tadtr.cls_loss_coef": "[0, inf)",
+    "tadtr.seg_loss_coef": "[0, inf)",
+    "tadtr.iou_loss_coef": "[0, inf)",
+    "tadtr.act_loss_coef": "[0, inf)",
+    "tadtr.focal_alpha": "[0, 1]",
+    "tadtr.topk": "(0, inf)",
+    "tadtr.test_overlap": "[0, 1)",
+    "tadtr.fusion_nms_threshold": "[0, 1]",
+    "tadtr.lr_linear_proj_mult": "[0, inf)",
     "train.center_sample_radius": "(0, inf)",
     "train.loss_weight": "(-inf, inf)",
     "train.cls_prior_prob": "(0, 1)",
@@ -98,6 +149,8 @@ RANGES = {
     "test.nms_sigma": "(0, inf)",
     "test.voting_thresh": "[0, 1]",
     "test.tiou_thresholds": "(0, 1]",
+    "test.ext_score_top_k": "(0, inf)",
+    "test.ext_score_num_pred": "(0, inf)",
     "distill.teacher_input_dim": "(0, inf)",
     "distill.teacher_feat_dim": "[0, inf)",
     "distill.laf_window": "(0, inf)",  # and odd (validate)
@@ -175,10 +228,23 @@ def _check_family(cfg: Config) -> None:
     if family == "tridet":
         if cfg.model.fpn_start_level != 0:
             raise RgbtadError("config key 'model.fpn_start_level' must be 0 for model.name 'tridet'")
-        if cfg.distill.method != "none":
-            raise RgbtadError(f"config key 'distill.method' {cfg.distill.method!r}: the distillation students "
-                              f"are built on ActionFormer so far (model.name 'actionformer')")
         windows = cfg.tridet.sgp_win_size
         if isinstance(windows, list) and len(windows) != cfg.model.arch[2] + 1:
             raise RgbtadError(f"config key 'tridet.sgp_win_size' needs {cfg.model.arch[2] + 1} values, "
                               f"got {len(windows)}")
+    if family == "tadtr":
+        if cfg.distill.method == "c2ms":  # its terms compare per-position outputs; TadTR's are queries
+            raise RgbtadError("config key 'distill.method' 'c2ms' needs a detector with per-position outputs, "
+                              "not model.name 'tadtr' (use 'conventional' or 'decomposed')")
+        if cfg.tadtr.hidden_dim % 32 != 0 or cfg.tadtr.hidden_dim % cfg.tadtr.num_heads != 0:
+            raise RgbtadError(f"config key 'tadtr.hidden_dim' ({cfg.tadtr.hidden_dim}) must be a multiple of 32 "
+                              f"and of tadtr.num_heads ({cfg.tadtr.num_heads})")
+    if family == "gtad":
+        if cfg.distill.method != "none":
+            raise RgbtadError(f"config key 'distill.method' {cfg.distill.method!r}: the distillation students "
+                              f"are built on ActionFormer so far (model.name 'actionformer')")
+        if not 0 < cfg.gtad.max_duration < cfg.data.max_seq_len:
+            raise RgbtadError(f"config key 'gtad.max_duration' {cfg.gtad.max_duration} must be below "
+                              f"data.max_seq_len {cfg.data.max_seq_len} (G-TAD's window)")
+        if cfg.gtad.reg_low_iou > cfg.gtad.reg_high_iou:
+            raise RgbtadError("config key 'gtad.reg_low_iou' must not exceed 'gtad.reg_high_iou'")

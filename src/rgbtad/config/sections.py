@@ -48,6 +48,8 @@ class ModelConfig:
     (``tridet``)."""
 
     name: str = "actionformer"  # the detector family: "actionformer" or "tridet" (TriDet, Shi et al.)
+    # or "gtad" (G-TAD, Xu et al.; backbone "gcnext", its keys under `gtad`)
+    # or "tadtr" (TadTR, Liu et al.; backbone "deformable", its keys under `tadtr`)
     # ActionFormer: "transformer", "conv" (ResNet-style) or "conv_dw" (conv with every
     # projection/encoder conv depthwise-separable, C2MS's compressed student; heads stay
     # standard). TriDet: "sgp" (its scalable-granularity perception blocks) or "conv".
@@ -91,6 +93,76 @@ class TriDetConfig:
     use_trident_head: bool = True  # False: the release's ablation, a plain 2-offset regression head
     num_bins: int = 16  # boundary bins of the Trident head
     iou_weight_power: float = 0.2  # the class loss is weighted by IoU to this power
+
+
+@dataclass
+class GTADConfig:
+    """G-TAD's own keys (model.name "gtad"; the release's THUMOS14 settings, frostinassiky/gtad
+    `gtad_lib/opts.py` and `gtad_lib/models.py`); its window is data.max_seq_len (256)."""
+
+    max_duration: int = 64  # anchors of 1 .. max_duration snippets (the map's rows)
+    hidden_dim_1d: int = 256  # width of the graph backbone
+    hidden_dim_2d: int = 128  # width of the map's 2-D convs
+    hidden_dim_3d: int = 512  # output of the map's first (aligned, 1x1) conv
+    input_groups: int = 4  # groups of the first conv on the input features
+    groups: int = 32  # GCNeXt cardinality
+    width_group: int = 4  # GCNeXt channels per group
+    knn_k: int = 3  # semantic neighbours per snippet (GCNeXt and the context)
+    context: str = "last"  # SGAlign context: "none", "last" (release) or "all" layers' k-NN
+    align_resolution: int = 16  # points per anchor sampled from the graph features
+    context_resolution: int = 16  # points per anchor sampled from the context features
+    align_sampling: int = 0  # samples per point (0: ceil(region / resolution), the release)
+    expand_ratio: float = 0.5  # each anchor's region widened by this share of its length a side
+    map_kernel_size: int = 3  # kernel of the map's two middle convs
+    multiclass: bool = False  # True: one map classification channel per class (labels != 0)
+    reg_high_iou: float = 0.7  # regression loss: positives above, sampled bands below
+    reg_low_iou: float = 0.3
+    cls_pos_iou: float = 0.9  # classification loss: positives above
+    boundary_width: float = 3.0  # snippets around a start / end that are positive
+    reg_weight: float = 1.0
+    cls_weight: float = 10.0
+    boundary_weight: float = 1.0
+    nms_threshold: float = 0.46  # soft-NMS: scores decay by exp(-IoU^2 / nms_threshold)
+    num_proposals: int = 200  # proposals kept per window and per video
+    max_proposal_frames: float = 300.0  # proposals this many video frames long score 0 (<= 0: off)
+    boundary_filter: bool = False  # ActivityNet branch: only anchors between start / end peaks
+    tail_min: int = 0  # a last window ends at the video's end if more snippets are left (release: 51)
+    eval_chunk: int = 8  # windows per forward at evaluation (memory)
+
+
+@dataclass
+class TadTRConfig:
+    """TadTR's own keys (model.name "tadtr"; the release's THUMOS14 I3D settings, xlliu7/TadTR
+    `opts.py` + `configs/thumos14_i3d2s_tadtr.yml`); its window is data.max_seq_len (128)."""
+
+    hidden_dim: int = 256  # transformer width
+    num_heads: int = 8  # attention heads (release "nheads")
+    enc_layers: int = 4
+    dec_layers: int = 4
+    dim_feedforward: int = 1024
+    dropout: float = 0.1
+    activation: str = "relu"  # "relu", "gelu" or "leaky_relu"
+    enc_n_points: int = 4  # sampling points per head, encoder
+    dec_n_points: int = 4  # sampling points per head, decoder
+    num_queries: int = 40
+    seg_refine: bool = True  # iterative segment refinement across decoder layers
+    act_reg: bool = True  # the actionness branch (RoIAlign + MLP), multiplies the scores
+    query_self_attention: bool = True  # False: the release's disable_query_self_att
+    use_pos_embed: bool = True
+    mask_padding: bool = False  # False: padding seen as zero features (release THUMOS windows)
+    aux_loss: bool = True  # losses on every decoder layer
+    set_cost_class: float = 6.0  # matcher costs
+    set_cost_seg: float = 5.0
+    set_cost_iou: float = 2.0
+    cls_loss_coef: float = 2.0  # loss weights
+    seg_loss_coef: float = 5.0
+    iou_loss_coef: float = 2.0
+    act_loss_coef: float = 4.0
+    focal_alpha: float = 0.25
+    topk: int = 100  # detections per window (release postproc_ins_topk)
+    test_overlap: float = 0.25  # overlap of neighbouring test windows
+    fusion_nms_threshold: float = 0.4  # NMS inside window overlaps when merging
+    lr_linear_proj_mult: float = 0.1  # lr multiplier of reference_points / sampling_offsets
 
 
 @dataclass
@@ -139,6 +211,14 @@ class TestConfig:
     nms_sigma: float = 0.5
     voting_thresh: float = 0.75
     tiou_thresholds: list[float] = field(default_factory=lambda: [0.3, 0.4, 0.5, 0.6, 0.7])
+    # External video-level class scores (`rgbtad.detection.score_fusion`): each video's best
+    # ext_score_num_pred detections are copied once per its ext_score_top_k best classes of this
+    # file, scored by ext_score_combine: "sqrt_product" sqrt(class x detection), ActionFormer's
+    # ActivityNet rule; "product" class x detection, G-TAD's THUMOS rule. None: no fusion.
+    ext_score_file: str | None = None
+    ext_score_top_k: int = 2
+    ext_score_combine: str = "sqrt_product"
+    ext_score_num_pred: int = 200
 
 
 @dataclass
@@ -180,6 +260,7 @@ class DistillConfig:
     temperature: float = 1.0  # of the classification KD
     kd_reg_positions: str = "teacher"  # offsets distilled where the teacher is confident, or "gt"
     kd_score_thresh: float = 0.05  # "teacher": its max class probability must exceed this
+    query_kd_layers: str = "all"  # TadTR students: distil every decoder layer's queries, or the "last"
     atom_tau: float = 0.1
     atom_dim: int = 256
     gcr_mode: str = "channel"  # "channel" (C x C covariance) or "temporal" (T x T affinity)
@@ -199,6 +280,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     tridet: TriDetConfig = field(default_factory=TriDetConfig)
+    gtad: GTADConfig = field(default_factory=GTADConfig)
+    tadtr: TadTRConfig = field(default_factory=TadTRConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     test: TestConfig = field(default_factory=TestConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)

@@ -3,7 +3,8 @@ label assignment, losses and post-processing (decode + NMS), laid out by anatomy
 `Detector` protocol every model implements and the model registry (`build_model`).
 
 Families: ActionFormer (`rgbtad.detection.actionformer`, registered as "actionformer") and
-TriDet (`rgbtad.detection.tridet`, registered as "tridet").
+TriDet (`rgbtad.detection.tridet`, registered as "tridet"), G-TAD (`rgbtad.detection.gtad`,
+registered as "gtad"), TadTR (`rgbtad.detection.tadtr`, registered as "tadtr").
 ``build_model(cfg, num_classes)`` is the entry point of training, inference and the run
 directory (students need ``import rgbtad.distill`` first, see `rgbtad.detection.registry`);
 ``build_detector(cfg, num_classes)`` is the plain detector of a config whatever its
@@ -11,6 +12,7 @@ distillation method.
 """
 
 from rgbtad.detection.actionformer import ActionFormer, ActionFormerSpec, PyramidHead
+from rgbtad.detection.gtad import GTAD, GTADOutput, GTADSpec
 from rgbtad.detection.postprocess import NMSConfig
 from rgbtad.detection.protocol import Detector, DetectorOutput, PyramidDetector
 from rgbtad.detection.registry import (
@@ -21,9 +23,13 @@ from rgbtad.detection.registry import (
                                        registered_models,
                                        seq_len_holding,
 )
+from rgbtad.detection.tadtr import TadTR, TadTROutput, TadTRSpec
 from rgbtad.detection.trident import TriDetOutput
 from rgbtad.detection.tridet import TriDet, TriDetSpec
 
-__all__ = ["ActionFormer", "ActionFormerSpec", "Detector", "DetectorOutput", "NMSConfig", "PyramidDetector",
-           "PyramidHead", "TriDet", "TriDetOutput", "TriDetSpec", "build_detector", "build_model", "model_name",
+__all__ = ["ActionFormer", "ActionFormerSpec", "Detector", "DetectorOutput", "GTAD", "GTADOutput", "GTADSpec",
+           "NMSConfig", "PyramidDetector",
+           "PyramidHead",
+           "TadTR", "TadTROutput", "TadTRSpec",
+           "TriDet", "TriDetOutput", "TriDetSpec", "build_detector", "build_model", "model_name",
            "register_model", "registered_models", "seq_len_holding"]

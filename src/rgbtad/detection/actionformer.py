@@ -40,10 +40,10 @@ from rgbtad.detection.param_groups import decay_param_groups
 from rgbtad.detection.points import level_points, pyramid_strides
 from rgbtad.detection.postprocess import NMSConfig, postprocess_video
 from rgbtad.detection.protocol import DetectorOutput
-from rgbtad.detection.registry import register_model
+from rgbtad.detection.registry import register_model, register_pyramid_head
 
 __all__ = ["ActionFormer", "ActionFormerParts", "ActionFormerSpec", "PyramidHead", "build_actionformer",
-           "max_div_factor", "model_config_errors", "spec_from_config"]
+           "build_actionformer_head", "max_div_factor", "model_config_errors", "spec_from_config"]
 
 BACKBONES = ("transformer", "conv", "conv_dw")  # conv_dw: depthwise-separable (C2MS), heads standard
 NECKS = ("identity", "fpn")
@@ -359,6 +359,14 @@ def spec_from_config(cfg, num_classes: int, input_dim: int | None = None) -> Act
         raise RgbtadError(f"the detector needs at least one class, got {num_classes}")
     with model_config_errors():
         return ActionFormerSpec.from_config(cfg, num_classes, input_dim)
+
+
+@register_pyramid_head("actionformer")
+def build_actionformer_head(cfg, num_classes: int, *, input_dim: int) -> PyramidHead:
+    """`PyramidHead` from a config, for encoder pyramids of `input_dim` channels."""
+    spec = spec_from_config(cfg, num_classes, input_dim)
+    with model_config_errors():
+        return PyramidHead(spec)
 
 
 @register_model("actionformer")

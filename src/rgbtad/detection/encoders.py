@@ -33,13 +33,16 @@ def zero_conv_biases(module: nn.Module) -> None:
 class ConvEmbedding(nn.Module):
     """``num_layers`` x (masked conv -> channel LayerNorm -> ReLU), then an optional
     sinusoidal absolute position encoding (scaled by 1/sqrt(dim), added on valid steps).
-    ``separable``: depthwise-separable convs."""
+    ``separable``: depthwise-separable convs. ``input_noise``: std of the Gaussian noise added
+    to every input step in training mode (TriDet's release; it belongs to the projection's
+    input so that a student running the projection alone gets it too)."""
 
     def __init__(self, in_dim: int, dim: int, num_layers: int = 2, kernel_size: int = 3,
                  with_ln: bool = True, max_len: int = 2304, abs_pe: bool = False,
-                 separable: bool = False):
+                 separable: bool = False, input_noise: float = 0.0):
         super().__init__()
         self.max_len = max_len
+        self.input_noise = input_noise
         self.convs = nn.ModuleList()
         self.norms = nn.ModuleList()
         conv = SeparableConv1d if separable else MaskedConv1d
@@ -56,6 +59,8 @@ class ConvEmbedding(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         length = x.shape[-1]
+        if self.training and self.input_noise > 0:
+            x = x + torch.randn_like(x) * self.input_noise
         for conv, norm in zip(self.convs, self.norms):
             x, mask = conv(x, mask)
             x = self.act(norm(x))

@@ -11,6 +11,12 @@ A builder is registered with ``@register_model(name)`` and called as
 * distillation methods, ``"conventional"``, ``"decomposed"`` and ``"c2ms"``, registered by
   `rgbtad.distill` when it is imported.
 
+A family whose neck and heads can run on an encoder pyramid computed elsewhere (the
+decomposed student's fused pyramid) also registers that part with
+``@register_pyramid_head(name)``: ``builder(cfg, num_classes, input_dim=)`` returning a
+module whose ``forward(pyramid, pyramid_masks)`` is the detector's ``predict``, with its
+``losses`` and ``postprocess``; `build_pyramid_head` builds it.
+
 Which name a config builds is `model_name`: the detector family (``model.name``) when
 ``distill.method`` is "none", else the method. `rgbtad.detection` comes before `rgbtad.distill` in the pipeline
 and never imports it, so whoever builds a model from a config that may name a student
@@ -25,27 +31,37 @@ import difflib
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from rgbtad.core.errors import RgbtadError
 from rgbtad.detection.protocol import Detector
 
-__all__ = ["build_detector", "build_model", "model_name", "register_model",
-           "registered_models", "seq_len_holding"]
+__all__ = ["build_detector", "build_model", "build_pyramid_head", "model_name", "register_model",
+           "register_pyramid_head", "registered_models", "seq_len_holding"]
 
 Builder = Callable[..., Detector]
 _BUILDERS: dict[str, Builder] = {}
+_PYRAMID_HEADS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def _registrar(table: dict, name: str, what: str) -> Callable:
+    def register(builder):
+        if name in table and table[name] is not builder:
+            raise ValueError(f"a {what} named {name!r} is already registered ({table[name]!r})")
+        table[name] = builder
+        return builder
+
+    return register
 
 
 def register_model(name: str) -> Callable[[Builder], Builder]:
     """Decorator: register a builder (a function or a class) under `name`."""
+    return _registrar(_BUILDERS, name, "model")
 
-    def register(builder: Builder) -> Builder:
-        if name in _BUILDERS and _BUILDERS[name] is not builder:
-            raise ValueError(f"a model named {name!r} is already registered ({_BUILDERS[name]!r})")
-        _BUILDERS[name] = builder
-        return builder
 
-    return register
+def register_pyramid_head(name: str) -> Callable:
+    """Decorator: register the builder of family `name`'s neck and heads alone."""
+    return _registrar(_PYRAMID_HEADS, name, "pyramid head")
 
 
 def registered_models() -> list[str]:
@@ -75,6 +91,17 @@ def build_detector(cfg, num_classes: int, *, input_dim: int | None = None) -> De
     builder = _BUILDERS.get(cfg.model.name)
     if builder is None:
         raise RgbtadError(_unknown(cfg.model.name))
+    return builder(cfg, num_classes, input_dim=input_dim)
+
+
+def build_pyramid_head(cfg, num_classes: int, *, input_dim: int) -> nn.Module:
+    """The neck, heads, loss and post-processing of `cfg`'s detector family on an encoder
+    pyramid of `input_dim` channels computed elsewhere (``model.name`` must register one)."""
+    builder = _PYRAMID_HEADS.get(cfg.model.name)
+    if builder is None:
+        raise RgbtadError(f"model.name {cfg.model.name!r} has no neck and heads that run on an outside "
+                          f"encoder pyramid, which distill.method {cfg.distill.method!r} needs (families "
+                          f"that have: {', '.join(sorted(_PYRAMID_HEADS)) or 'none'})")
     return builder(cfg, num_classes, input_dim=input_dim)
 
 

@@ -42,12 +42,13 @@ from rgbtad.detection.param_groups import decay_param_groups
 from rgbtad.detection.points import level_points, pyramid_strides
 from rgbtad.detection.postprocess import NMSConfig, postprocess_video
 from rgbtad.detection.protocol import DetectorOutput
-from rgbtad.detection.registry import register_model
+from rgbtad.detection.registry import register_model, register_pyramid_head
 from rgbtad.detection.sgp import DOWNSAMPLE_TYPES, SGPEncoder
 from rgbtad.detection.trident import TriDetOutput, batch_class_offsets, best_class_offsets, video_class_offsets
 from rgbtad.detection.trident_loss import TridentLoss
 
-__all__ = ["TriDet", "TriDetParts", "TriDetSpec", "build_tridet", "spec_from_config"]
+__all__ = ["TriDet", "TriDetParts", "TriDetPyramidHead", "TriDetSpec", "build_tridet", "build_tridet_head",
+           "spec_from_config"]
 
 BACKBONES = ("sgp", "conv")
 NECKS = ("identity", "fpn")
@@ -165,7 +166,7 @@ class TriDetSpec:
         plus the absolute position encoding of the SGP backbone when ``use_abs_pe``."""
         embed = ConvEmbedding(self.input_dim, self.embd_dim, self.arch[0], self.embd_kernel_size,
                               self.embd_with_ln, max_len=self.max_seq_len,
-                              abs_pe=self.use_abs_pe and self.backbone == "sgp")
+                              abs_pe=self.use_abs_pe and self.backbone == "sgp", input_noise=self.input_noise)
         zero_conv_biases(embed)
         return embed
 
@@ -244,14 +245,12 @@ class TriDet(nn.Module):
 
     def encode(self, feats: torch.Tensor, masks: torch.Tensor):
         """Projection + encoder: ``B x C x L`` features and ``B x L`` masks -> the pyramid
-        ``(feats, masks)`` before the neck (masks ``B x 1 x T_l``). In training mode
-        Gaussian noise of std ``input_noise`` is added to every input step first (release)."""
+        ``(feats, masks)`` before the neck (masks ``B x 1 x T_l``). In training mode the
+        projection adds Gaussian noise of std ``input_noise`` to every input step (release)."""
         if feats.dim() != 3 or masks.dim() != 2 or feats.shape[0] != masks.shape[0] \
                 or feats.shape[-1] != masks.shape[-1]:
             raise ValueError(f"expected B x C x L features and B x L masks, got "
                              f"{tuple(feats.shape)} and {tuple(masks.shape)}")
-        if self.training and self.spec.input_noise > 0:
-            feats = feats + torch.randn_like(feats) * self.spec.input_noise
         mask = masks.bool().unsqueeze(1)
         x, mask = self.embed(feats, mask)
         return self.encoder(x, mask)
@@ -333,6 +332,19 @@ class TriDet(nn.Module):
         return out
 
 
+class TriDetPyramidHead(TriDet):
+    """TriDet's neck, heads, loss and post-processing on an encoder pyramid computed
+    elsewhere: ``forward(pyramid, pyramid_masks)`` is ``predict``. Drawn as a whole detector
+    whose projection and encoder are then dropped, as ActionFormer's `PyramidHead`."""
+
+    def __init__(self, spec: TriDetSpec):
+        super().__init__(spec)
+        del self.embed, self.encoder
+
+    def forward(self, pyramid: list[torch.Tensor], pyramid_masks: list[torch.Tensor]) -> TriDetOutput:
+        return self.predict(pyramid, pyramid_masks)
+
+
 #: TriDetSpec fields read from the shared ``model`` section and from TriDet's own ``tridet``
 _MODEL_KEYS = ("backbone", "arch", "scale_factor", "embd_dim", "embd_kernel_size", "embd_with_ln", "use_abs_pe",
                "fpn_type", "fpn_dim", "fpn_with_ln", "head_dim", "head_num_layers", "head_kernel_size",
@@ -363,6 +375,14 @@ def spec_from_config(cfg, num_classes: int, input_dim: int | None = None) -> Tri
             center_sample_radius=t.center_sample_radius, loss_weight=t.loss_weight,
             label_smoothing=t.label_smoothing, init_loss_norm=t.init_loss_norm, nms=nms, **own,
         )
+
+
+@register_pyramid_head("tridet")
+def build_tridet_head(cfg, num_classes: int, *, input_dim: int) -> TriDetPyramidHead:
+    """`TriDetPyramidHead` from a config, for encoder pyramids of `input_dim` channels."""
+    spec = spec_from_config(cfg, num_classes, input_dim)
+    with model_config_errors():
+        return TriDetPyramidHead(spec)
 
 
 @register_model("tridet")

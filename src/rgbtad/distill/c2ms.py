@@ -61,7 +61,6 @@ Deliberate deviations from the authors' code (METHODS.md §3.3-3.7):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -74,7 +73,7 @@ from rgbtad.detection.blocks import MaskedConv1d
 from rgbtad.detection.protocol import DetectorOutput
 from rgbtad.detection.registry import build_detector, register_model
 from rgbtad.distill.losses import feature_mimic_loss, sigmoid_kd_loss
-from rgbtad.distill.students import DistillOutput, DistillStudent
+from rgbtad.distill.students import DistillOutput, DistillStudent, extend_output
 from rgbtad.distill.teachers import FrozenTeacher
 
 __all__ = ["C2MSOutput", "C2MSStudent", "Rgb2Flow", "offset_mse_loss"]
@@ -183,14 +182,13 @@ class C2MSStudent(DistillStudent):
         out = self.detector(inputs, masks)
         if not self.training:
             return out
-        fields = {f.name: getattr(out, f.name) for f in dataclasses.fields(DetectorOutput)}
         target = teacher_feats[:, self.student_dim:] if "input_loss" in self.weights else None
-        return C2MSOutput(**fields, teacher=self._teach(teacher_feats, masks), hallucinated=hallucinated,
-                          flow_target=target, input_mask=masks.bool())
+        return extend_output(out, C2MSOutput, teacher=self._teach(teacher_feats, masks),
+                             hallucinated=hallucinated, flow_target=target, input_mask=masks.bool())
 
     def losses(self, out: C2MSOutput, gt_segments: list[torch.Tensor],
                gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        det = self.detector.losses(out, gt_segments, gt_labels)
+        det = self.detector.losses(out.prediction, gt_segments, gt_labels)
         terms = self._teacher_terms(out)
         final = self.hard_weight * det["final_loss"]
         for name, value in terms.items():

@@ -14,11 +14,13 @@ the same in training and eval mode: the student's own features and their mask.
   plain `DetectorOutput` of the inference detector; the teacher, its features and the
   training-only branches are never touched.
 
-Students are built from the detector family's public parts: the conventional and C2MS
-students wrap a whole detector (`build_detector`, any family), the decomposed student
-assembles ActionFormer's stages (`ActionFormerSpec`, `ActionFormer`, `PyramidHead`).
+Students are built from the detector family's public parts (``model.name``): the
+conventional and C2MS students wrap a whole detector (`build_detector`, any family whose
+output is a `DetectorOutput`), the decomposed student assembles the stages of a
+`rgbtad.detection.protocol.PyramidDetector` family (ActionFormer, TriDet) and its
+registered neck-and-heads part (`build_pyramid_head`).
 
-`ConventionalKDStudent` is the baseline Lee et al. beat: one ActionFormer on the RGB
+`ConventionalKDStudent` is the baseline Lee et al. beat: one detector on the RGB
 features, trained on the ground truth plus logit and/or feature mimicking (and, with the
 ``atom``/``gcr``/``abs`` weights, Dai et al.'s augmented-RGB losses).
 
@@ -26,9 +28,12 @@ features, trained on the ground truth plus logit and/or feature mimicking (and, 
 (their full text was not available; the choices below are config options):
 
 * two projections of the RGB features, ``A = P_A(F)`` and ``M = P_M(F)``, each the
-  ActionFormer projection (``model.arch[0]`` x masked conv k3 + LayerNorm + ReLU);
-* per branch an ActionFormer encoder and neck (``share: full`` shares them too) and one
-  classification + regression head shared by both branches (literally the same modules);
+  family's projection (``model.arch[0]`` x masked conv + LayerNorm + ReLU);
+* per branch the family's encoder and neck (``share: full`` shares them too) and one
+  set of heads shared by both branches (literally the same modules). For ActionFormer the
+  classification and regression heads; for TriDet the classification head, the Trident
+  (centre-offset) regression head and the two boundary heads, so the motion branch's
+  outputs are decoded by the same Trident head as the appearance branch's;
 * asymmetric objectives: ``L_app`` = detection loss of the A-path on the ground truth;
   ``L_mot`` = the teacher terms (output KD, optionally feature terms) of the M-path;
 * fusion of the branches (``distill.fusion``, default local attentive fusion) feeding a
@@ -40,7 +45,7 @@ features, trained on the ground truth plus logit and/or feature mimicking (and, 
     shared by the levels, into a joint neck and heads. Inference runs P_A, P_M, both
     encoders, the fusion and the joint neck and heads.
   - ``projection`` (METHODS.md's head-agnostic reading): A and M themselves, into a joint
-    ActionFormer with its own projection and encoder. Inference runs P_A, P_M, the fusion
+    detector of the family with its own projection and encoder. Inference runs P_A, P_M, the fusion
     and the joint detector; the branch encoders are training-only.
 
   On pre-extracted features P_M is two convolutions: most of what the motion branch learns
@@ -64,30 +69,56 @@ from torch import nn
 
 from rgbtad.core.errors import RgbtadError
 from rgbtad.data.detections import Detections
-from rgbtad.detection.actionformer import ActionFormer, PyramidHead, model_config_errors, spec_from_config
 from rgbtad.detection.param_groups import decay_param_groups
 from rgbtad.detection.protocol import DetectorOutput
-from rgbtad.detection.registry import build_detector, register_model
+from rgbtad.detection.registry import build_detector, build_pyramid_head, register_model
 from rgbtad.distill.fusion import BranchFusion
 from rgbtad.distill.losses import TeacherLoss
 from rgbtad.distill.teachers import FrozenTeacher
 
-__all__ = ["ConventionalKDStudent", "DecomposedStudent", "DistillOutput", "DistillStudent"]
+__all__ = ["ConventionalKDStudent", "DecomposedStudent", "DistillOutput", "DistillStudent", "extend_output",
+           "register_family_student"]
+
+#: students written for one detector family whose outputs are not per-level dense
+#: predictions (a set of queries, a proposal map), by (distill.method, model.name); every
+#: other family gets the generic student of the method
+_FAMILY_STUDENTS: dict[tuple[str, str], type] = {}
+
+
+def register_family_student(method: str, family: str):
+    """Decorator: the class of `method`'s student over the detector family `family`."""
+
+    def register(cls: type) -> type:
+        _FAMILY_STUDENTS[method, family] = cls
+        return cls
+
+    return register
+
+
+def _method_builder(method: str, generic: type):
+    def build(cfg, num_classes: int) -> nn.Module:
+        return _FAMILY_STUDENTS.get((method, cfg.model.name), generic)(cfg, num_classes)
+
+    build.__name__ = f"build_{method}_student"
+    return build
 
 
 @dataclass
 class DistillOutput(DetectorOutput):
     """A student's training-mode output: the predictions of its inference detector (the
-    `DetectorOutput` fields), plus the branch predictions and the teacher's predictions
-    that its losses need."""
+    `DetectorOutput` fields, and ``prediction``, that detector's own output, which its
+    family's loss reads: TriDet's carries its Trident branches), plus the branch predictions
+    and the teacher's predictions that the student's losses need."""
 
     branches: dict[str, DetectorOutput] = field(default_factory=dict)
     teacher: DetectorOutput | None = None
+    prediction: DetectorOutput | None = None
 
 
-def _extend(out: DetectorOutput, **extra) -> DistillOutput:
+def extend_output(out: DetectorOutput, kind: type[DistillOutput] = DistillOutput, **extra) -> DistillOutput:
+    """`out`'s fields as a `kind` (a `DistillOutput`), ``prediction`` `out` itself."""
     fields = {f.name: getattr(out, f.name) for f in dataclasses.fields(DetectorOutput)}
-    return DistillOutput(**fields, **extra)
+    return kind(**fields, prediction=out, **extra)
 
 
 class DistillStudent(nn.Module):
@@ -176,7 +207,6 @@ class DistillStudent(nn.Module):
         return self.teacher(teacher_feats, masks)
 
 
-@register_model("conventional")
 class ConventionalKDStudent(DistillStudent):
     """One detector on the student's features: ``hard_weight·L_det + teacher terms``."""
 
@@ -198,18 +228,17 @@ class ConventionalKDStudent(DistillStudent):
         out = self.detector(feats, masks)
         if not self.training:
             return out
-        return _extend(out, teacher=self._teach(teacher_feats, masks))
+        return extend_output(out, teacher=self._teach(teacher_feats, masks))
 
     def losses(self, out: DistillOutput, gt_segments: list[torch.Tensor],
                gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        det = self.detector.losses(out, gt_segments, gt_labels)
+        det = self.detector.losses(out.prediction, gt_segments, gt_labels)
         terms, teacher_loss = self.kd(out, out.teacher, gt_segments, gt_labels,
                                       self.detector.loss_normalizer)
         return {"cls_loss": det["cls_loss"], "reg_loss": det["reg_loss"], **terms,
                 "final_loss": self.hard_weight * det["final_loss"] + teacher_loss}
 
 
-@register_model("decomposed")
 class DecomposedStudent(DistillStudent):
     """Lee et al.'s dual-branch student (see the module docstring)."""
 
@@ -221,16 +250,14 @@ class DecomposedStudent(DistillStudent):
         self.detach_fusion_inputs = d.detach_fusion_inputs
         self.motion_weight = d.motion_weight
         self.joint_weight = d.joint_weight
-        spec = spec_from_config(cfg, num_classes)
-        with model_config_errors():
-            # Appearance branch: P_A is this detector's projection; its encoder and neck are
-            # the A-path body, and its cls/reg heads are the heads both branches share.
-            self.appearance = ActionFormer(spec)
-            # Motion branch: P_M (and, with share "cls_reg", an encoder and neck): the parts
-            # of a second, independently initialised detector. Its heads are not kept (both
-            # branches use the appearance heads); they are drawn all the same, so that a
-            # seed gives the initialisation it gave before the parts could be built alone.
-            motion = spec.build_parts()
+        # Appearance branch: P_A is this detector's projection; its encoder and neck are the
+        # A-path body, and its heads are the heads both branches share.
+        self.appearance = build_detector(cfg, num_classes)
+        # Motion branch: P_M (and, with share "cls_reg", an encoder and neck): the parts of a
+        # second, independently initialised detector of the same family. Its heads are not
+        # kept (both branches use the appearance heads); they are drawn all the same, so that
+        # a seed gives the initialisation it gave before the parts could be built alone.
+        motion = build_detector(cfg, num_classes)
         self.motion_embed = motion.embed
         if self.share == "cls_reg":
             self.motion_encoder = motion.encoder
@@ -240,9 +267,10 @@ class DecomposedStudent(DistillStudent):
                                        d.laf_pooling, d.laf_window)
         except ValueError as err:
             raise RgbtadError(f"distill config: {err}") from None
-        joint = spec_from_config(cfg, num_classes, input_dim=cfg.model.embd_dim)
-        with model_config_errors():  # fused encoder pyramids go straight to a neck and heads
-            self.joint = PyramidHead(joint) if self.fuse_at == "encoder" else ActionFormer(joint)
+        if self.fuse_at == "encoder":  # fused encoder pyramids go straight to a neck and heads
+            self.joint = build_pyramid_head(cfg, num_classes, input_dim=cfg.model.embd_dim)
+        else:
+            self.joint = build_detector(cfg, num_classes, input_dim=cfg.model.embd_dim)
 
     @property
     def inference_detector(self) -> nn.Module:
@@ -284,12 +312,12 @@ class DecomposedStudent(DistillStudent):
         appearance = self.appearance.predict(a_pyramid, level_masks)
         fpn_feats, fpn_masks = motion_neck(m_pyramid, level_masks)
         motion = self.appearance.run_heads(fpn_feats, fpn_masks, m_pyramid)  # the shared heads
-        return _extend(joint, branches={"appearance": appearance, "motion": motion},
+        return extend_output(joint, branches={"appearance": appearance, "motion": motion},
                        teacher=self._teach(teacher_feats, masks))
 
     def losses(self, out: DistillOutput, gt_segments: list[torch.Tensor],
                gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        joint = self.joint.losses(out, gt_segments, gt_labels)
+        joint = self.joint.losses(out.prediction, gt_segments, gt_labels)
         app = self.appearance.losses(out.branches["appearance"], gt_segments, gt_labels)
         terms, teacher_loss = self.kd(out.branches["motion"], out.teacher, gt_segments, gt_labels,
                                       self.appearance.loss_normalizer)
@@ -298,3 +326,7 @@ class DecomposedStudent(DistillStudent):
         return {"cls_loss": joint["cls_loss"], "reg_loss": joint["reg_loss"],
                 "app_cls_loss": app["cls_loss"], "app_reg_loss": app["reg_loss"], **terms,
                 "final_loss": final}
+
+
+register_model("conventional")(_method_builder("conventional", ConventionalKDStudent))
+register_model("decomposed")(_method_builder("decomposed", DecomposedStudent))

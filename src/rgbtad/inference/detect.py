@@ -68,11 +68,14 @@ class Detector:
     def __init__(self, *, cfg, class_names: list[str], model: torch.nn.Module, backbone: torch.nn.Module,
                  spec: dict, device: torch.device, forward=None, batch_size: int = 8,
                  precision: str = "auto", progress: bool = False, run_dir: Path | None = None):
+        from rgbtad.detection.score_fusion import score_fusion
         from rgbtad.features.extract import snippet_encoder
         from rgbtad.features.store import parse_channels
 
         self.cfg = cfg
-        self.class_names = list(class_names)
+        # with test.ext_score_file, labels are the score file's classes (a class-aware run's, ordered so)
+        self.fusion = score_fusion(cfg.test, class_names if len(class_names) > 1 else None)
+        self.class_names = self.fusion.class_names if self.fusion is not None else list(class_names)
         self.model = model
         self.backbone = backbone
         self.spec = spec
@@ -165,7 +168,7 @@ class Detector:
         meta = {"video_id": video_id, "fps": float(fps), "duration": float(duration),
                 "feat_stride": feat_stride, "feat_num_frames": num_frames}
         detections = predict_video(self.model, tensor, meta, self.device, self.cfg.data.max_seq_len,
-                                   forward=self.forward)
+                                   forward=self.forward, fusion=self.fusion)
         return VideoDetections(video_id=video_id, duration=float(duration), fps=float(fps),
                                segments=detections.named(self.class_names, min_score),
                                num_snippets=int(len(feats)))

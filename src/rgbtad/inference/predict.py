@@ -2,7 +2,9 @@
 
 Videos go through one at a time, as in the reference: each is padded to `max_seq_len`, or,
 when longer, to the next multiple of the detector's `max_div_factor`, so inputs longer than
-the training length work.
+the training length work. With ``test.ext_score_file`` set, every video's detections are
+fused with its video-level class scores (`rgbtad.detection.score_fusion`) in `predict_video`,
+the one place all callers (training evaluation, `rgbtad infer`, `rgbtad detect`) pass through.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rgbtad.data.batching import pad_batch
 from rgbtad.data.datasets import FeatureDataset
 from rgbtad.data.detections import Detections
 from rgbtad.data.results import write_results_json
+from rgbtad.detection.score_fusion import ScoreFusion, score_fusion
 from rgbtad.features.store import FeatureStore
 from rgbtad.runs.run_dir import load_run
 
@@ -28,31 +31,36 @@ log = logging.getLogger(__name__)
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, dataset: FeatureDataset, class_names: list[str],
-            device: torch.device, max_seq_len: int, progress: bool = True) -> dict[str, list[dict]]:
+            device: torch.device, max_seq_len: int, progress: bool = True,
+            fusion: ScoreFusion | None = None) -> dict[str, list[dict]]:
     """Run `model` (in eval mode) on every item of `dataset`; return ActivityNet-style
-    detections per video: {video_id: [{"label", "score", "segment": [start, end]}]}."""
+    detections per video: {video_id: [{"label", "score", "segment": [start, end]}]}. With a
+    `fusion`, labels are named after its classes."""
     model.eval()
+    class_names = fusion.class_names if fusion is not None else class_names
     results: dict[str, list[dict]] = {}
     for index in tqdm(range(len(dataset)), desc="inference", unit="video", disable=not progress,
                       leave=False):
         item = dataset[index]
         meta = {key: item[key] for key in ("video_id", "fps", "duration", "feat_stride", "feat_num_frames")}
-        results[item["video_id"]] = predict_video(model, item["feats"], meta, device, max_seq_len).to_results(class_names)
+        detections = predict_video(model, item["feats"], meta, device, max_seq_len, fusion=fusion)
+        results[item["video_id"]] = detections.to_results(class_names)
     return results
 
 
 @torch.no_grad()
 def predict_video(model: torch.nn.Module, feats: torch.Tensor, meta: dict, device: torch.device,
-                  max_seq_len: int, forward=None) -> Detections:
+                  max_seq_len: int, forward=None, fusion: ScoreFusion | None = None) -> Detections:
     """Detections of one video from its ``C x T`` features: padded alone (module doc), the
     forward pass, then `model.postprocess` with `meta` (video_id, fps, duration, feat_stride,
     feat_num_frames). `forward(feats, masks) -> DetectorOutput` replaces `model`'s own forward
-    when given (an ONNX Runtime session); `model` still supplies padding and post-processing."""
+    when given (an ONNX Runtime session); `model` still supplies padding and post-processing.
+    `fusion`: the video-level class scores to fuse in (labels then index its classes)."""
     feats, masks = pad_batch([feats], max_seq_len=max_seq_len, max_div_factor=model.max_div_factor,
                              training=False)
     outputs = (forward or model)(feats.to(device), masks.to(device))
     (detections,) = model.postprocess(outputs, [meta])
-    return detections
+    return detections if fusion is None else fusion.apply(detections)
 
 
 def _class_names_for(run_classes: list[str], annotations: AnnotationSet) -> list[str]:
@@ -84,6 +92,7 @@ def infer_features(run_dir: str | Path, *, features_dir: str | Path, annotations
                              training=False, class_names=class_names,
                              class_agnostic=len(class_names) == 1)
     dataset.warn_long_features()
-    results = predict(model, dataset, class_names, torch_device, cfg.data.max_seq_len, progress)
+    fusion = score_fusion(cfg.test, ann.class_names)
+    results = predict(model, dataset, class_names, torch_device, cfg.data.max_seq_len, progress, fusion)
     write_results_json(out_path, results)
     return len(results)

@@ -62,13 +62,16 @@ def evaluate_model(model: torch.nn.Module, cfg: Config, annotations: AnnotationS
 
     mAP is computed against the unclipped ground truth, as `rgbtad evaluate` and the
     reference evaluator do; a class-agnostic detector is scored against the ground truth
-    with every label merged into its single class.
+    with every label merged into its single class, unless ``test.ext_score_file`` makes its
+    detections class-aware (`rgbtad.detection.score_fusion`).
     """
+    from rgbtad.detection.score_fusion import score_fusion
     from rgbtad.evaluation.detection import evaluate_detections
 
-    class_agnostic = len(class_names) == 1 and len(annotations.class_names) > 1
+    fusion = score_fusion(cfg.test, annotations.class_names)
+    class_agnostic = len(class_names) == 1 and len(annotations.class_names) > 1 and fusion is None
     dataset = _validation_set(cfg, annotations, class_names)
-    detections = predict(model, dataset, class_names, device, cfg.data.max_seq_len, progress)
+    detections = predict(model, dataset, class_names, device, cfg.data.max_seq_len, progress, fusion)
     truth = load_annotations(cfg.data.annotations, clip_to_duration=False).split(cfg.data.val_split)
     if class_agnostic:
         truth = _merge_classes(truth, class_names[0])
