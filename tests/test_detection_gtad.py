@@ -281,7 +281,7 @@ def test_gtad_bad_inputs_raise_clear_errors():
         build_config({"model": {"name": "gtad"}, "gtad": {"context": "middle"}})
     with pytest.raises(RgbtadError, match="not a backbone of model.name 'gtad'"):
         build_config({"model": {"name": "gtad", "backbone": "sgp"}})
-    with pytest.raises(RgbtadError, match="'distill.method' 'conventional': the distillation students"):
-        build_config({"model": {"name": "gtad"}, "data": {"max_seq_len": 256}, "distill": {"method": "conventional"}})
+    with pytest.raises(RgbtadError, match="'distill.method' 'c2ms' needs a detector with per-position outputs"):
+        build_config({"model": {"name": "gtad"}, "data": {"max_seq_len": 256}, "distill": {"method": "c2ms"}})
     with pytest.raises(RgbtadError, match="input_dim 10 is not divisible by input_groups 4"):
         build_model(build_config({"model": {"name": "gtad"}, "data": {"input_dim": 10}}), 2)

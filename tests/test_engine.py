@@ -148,9 +148,8 @@ def test_tridet_trains_and_infers_through_the_same_commands(toy_dir, tmp_path, c
                      "--json", str(metrics)]) == 0
     assert json.loads(metrics.read_text())["average_mAP"] == pytest.approx(summary["average_mAP"], abs=1e-9)
     capsys.readouterr()
-    assert cli_main(["export", str(tmp_path / "run"), str(tmp_path / "model.onnx")]) != 0
-    assert "ONNX export covers ActionFormer detectors and their students, not model.name 'tridet'" in \
-        capsys.readouterr().err and not (tmp_path / "model.onnx").exists()
+    assert cli_main(["export", str(tmp_path / "run"), str(tmp_path / "model.onnx")]) == 0
+    assert (tmp_path / "model.onnx").is_file()
 
 
 def test_resume_after_interruption_is_exact(toy_dir, tmp_path):

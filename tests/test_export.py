@@ -183,3 +183,21 @@ def test_distilled_student_exports(tmp_path):
     (a,), (b,) = student.postprocess(ort_forward(feats, masks), meta), student.postprocess(expected, meta)
     np.testing.assert_array_equal(a.labels, b.labels)
     np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+
+
+@pytest.mark.parametrize("family, section", [
+    ("gtad", {"gtad": {"max_duration": 12, "hidden_dim_1d": 32, "hidden_dim_2d": 16, "hidden_dim_3d": 32,
+                       "groups": 4, "align_resolution": 4, "context_resolution": 4}}),
+    ("tadtr", {"tadtr": {"hidden_dim": 32, "num_heads": 4, "enc_layers": 1, "dec_layers": 1,
+                         "dim_feedforward": 32, "num_queries": 4}}),
+])
+def test_windowed_families_are_refused_by_name(tmp_path, family, section):
+    from rgbtad.detection import build_model
+    from rgbtad.runs.run_dir import save_run
+
+    cfg = build_config({"data": {"input_dim": 16, "max_seq_len": 48}, "model": {"name": family}, **section})
+    save_run(tmp_path / "run", cfg, ["a", "b"], build_model(cfg, 2).state_dict())
+    with pytest.raises(RgbtadError, match=f"model.name '{family}' does not export to ONNX: its evaluation "
+                                          "cuts each video into windows in Python"):
+        export_run(tmp_path / "run", tmp_path / "x.onnx")
+    assert not (tmp_path / "x.onnx").exists()

@@ -240,9 +240,9 @@ def _check_family(cfg: Config) -> None:
             raise RgbtadError(f"config key 'tadtr.hidden_dim' ({cfg.tadtr.hidden_dim}) must be a multiple of 32 "
                               f"and of tadtr.num_heads ({cfg.tadtr.num_heads})")
     if family == "gtad":
-        if cfg.distill.method != "none":
-            raise RgbtadError(f"config key 'distill.method' {cfg.distill.method!r}: the distillation students "
-                              f"are built on ActionFormer so far (model.name 'actionformer')")
+        if cfg.distill.method == "c2ms":  # its terms compare per-position outputs; G-TAD's is a proposal map
+            raise RgbtadError("config key 'distill.method' 'c2ms' needs a detector with per-position outputs, "
+                              "not model.name 'gtad' (use 'conventional' or 'decomposed')")
         if not 0 < cfg.gtad.max_duration < cfg.data.max_seq_len:
             raise RgbtadError(f"config key 'gtad.max_duration' {cfg.gtad.max_duration} must be below "
                               f"data.max_seq_len {cfg.data.max_seq_len} (G-TAD's window)")

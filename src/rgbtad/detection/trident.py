@@ -56,6 +56,9 @@ def boundary_bins(logits: torch.Tensor, num_bins: int, start: bool) -> torch.Ten
     for the start branch bin ``j`` holds step ``t - num_bins + j``, for the end branch step
     ``t + j`` (0 outside the sequence)."""
     padded = F.pad(logits.transpose(-1, -2), (num_bins, 0) if start else (0, num_bins))
+    if torch.onnx.is_in_onnx_export():  # unfold of a dynamic length does not export: the same bins, sliced
+        length = logits.shape[-2]
+        return torch.stack([padded[..., j:j + length] for j in range(num_bins + 1)], dim=-1)
     return padded.unfold(-1, num_bins + 1, 1)
 
 

@@ -13,6 +13,7 @@ batch field ``teacher_feats``, and predicts without any teacher.
 
 from rgbtad.detection.registry import build_model
 from rgbtad.distill.c2ms import C2MSStudent
+from rgbtad.distill.map_students import GTADConventionalStudent, GTADDecomposedStudent
 from rgbtad.distill.query_students import TadTRConventionalStudent, TadTRDecomposedStudent
 from rgbtad.distill.students import (
     ConventionalKDStudent,
@@ -23,4 +24,5 @@ from rgbtad.distill.students import (
 from rgbtad.distill.teachers import FrozenTeacher
 
 __all__ = ["C2MSStudent", "ConventionalKDStudent", "DecomposedStudent", "DistillOutput", "DistillStudent",
-           "FrozenTeacher", "TadTRConventionalStudent", "TadTRDecomposedStudent", "build_model"]
+           "FrozenTeacher", "GTADConventionalStudent", "GTADDecomposedStudent",
+           "TadTRConventionalStudent", "TadTRDecomposedStudent", "build_model"]

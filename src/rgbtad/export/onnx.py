@@ -1,7 +1,9 @@
 """`rgbtad export`: a run as ONNX files for ONNX Runtime, the detector (features -> raw
 predictions, `rgbtad.export.detector`) and optionally its RGB backbone (snippets -> features,
 `rgbtad.export.backbone`; int8 with `rgbtad.export.quantize`), each checked against PyTorch.
-`rgbtad.export.runtime` runs them.
+`rgbtad.export.runtime` runs them. ActionFormer and TriDet runs export, distilled students
+over them too (as the detector their eval forward runs); G-TAD and TadTR do not
+(`NOT_EXPORTED`).
 
 The exporter is PyTorch's TorchScript-based one (``dynamo=False``), which needs only the
 ``onnx`` package; ``onnxruntime`` runs the graphs.
@@ -17,6 +19,13 @@ from rgbtad.core.errors import RgbtadError
 from rgbtad.export.backbone import export_backbone
 from rgbtad.export.detector import export_detector
 from rgbtad.export.quantize import calibration_batches, quantize_backbone
+
+#: detector families without a detector graph, and why (every other family and its students export)
+NOT_EXPORTED = {
+    family: "its evaluation cuts each video into windows in Python (as many as the video's length needs) and "
+            "merges the windows' predictions there, which one graph of per-level predictions cannot hold"
+    for family in ("gtad", "tadtr")
+}
 
 
 @dataclass
@@ -60,10 +69,9 @@ def export_run(run_dir: str | Path, out_path: str | Path, *, with_backbone: bool
     if importlib.util.find_spec("onnx") is None:  # pragma: no cover - a pinned dependency
         raise RgbtadError("the onnx package is not installed (pip install onnx)")
     cfg, class_names, model = load_run(run_dir, "cpu")
-    if cfg.model.name != "actionformer":
-        # the graph's outputs are DetectorOutput's: TriDet decodes per class from its own branches
-        raise RgbtadError(f"{run_dir}: ONNX export covers ActionFormer detectors and their students, not "
-                          f"model.name {cfg.model.name!r}")
+    if cfg.model.name in NOT_EXPORTED:
+        raise RgbtadError(f"{run_dir}: model.name {cfg.model.name!r} does not export to ONNX: "
+                          f"{NOT_EXPORTED[cfg.model.name]}")
     backbone_out = None
     backbone_diff = None
     int8_error = None
