@@ -60,7 +60,7 @@ from rgbtad.detection.gtad_blocks import gather_neighbours, knn_indices
 from rgbtad.detection.registry import build_detector
 from rgbtad.distill.fusion import BranchFusion
 from rgbtad.distill.map_losses import MapKDLoss, window_valid
-from rgbtad.distill.students import DistillStudent, register_family_student
+from rgbtad.distill.students import DistillStudent, FamilyConventionalStudent, register_family_student
 from rgbtad.distill.teachers import FrozenTeacher
 
 __all__ = ["GTADConventionalStudent", "GTADDecomposedStudent", "GTADDistillOutput", "cut_windows",
@@ -165,34 +165,10 @@ class _MapStudent(DistillStudent):
 
 
 @register_family_student("conventional", "gtad")
-class GTADConventionalStudent(_MapStudent):
+class GTADConventionalStudent(FamilyConventionalStudent, _MapStudent):
     """One G-TAD on the student's features: ``hard_weight x`` G-TAD's loss + map KD."""
 
-    def __init__(self, cfg, num_classes: int):
-        super().__init__(cfg, num_classes)
-        self.detector = build_detector(cfg, num_classes)
-
-    @property
-    def inference_detector(self) -> nn.Module:
-        return self.detector
-
-    @property
-    def loss_names(self) -> list[str]:
-        return [*self.detector.loss_names, *self.kd.names]
-
-    def forward(self, feats: torch.Tensor, masks: torch.Tensor,
-                teacher_feats: torch.Tensor | None = None) -> GTADOutput:
-        self._check_inputs(feats, teacher_feats)
-        out = self.detector(feats, masks)
-        if not self.training:
-            return out
-        return _extend(out, teacher=self._teach(teacher_feats, masks))
-
-    def losses(self, out: GTADDistillOutput, gt_segments: list[torch.Tensor],
-               gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        det = self.detector.losses(out, gt_segments, gt_labels)
-        terms, teacher_loss = self.kd(out, out.teacher, gt_segments, gt_labels)
-        return {**det, **terms, "final_loss": self.hard_weight * det["final_loss"] + teacher_loss}
+    extend = staticmethod(_extend)
 
 
 @register_family_student("decomposed", "gtad")

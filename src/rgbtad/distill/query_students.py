@@ -62,7 +62,7 @@ from rgbtad.detection.tadtr_postprocess import test_windows
 from rgbtad.detection.tadtr_transformer import DeformableTransformer, refine_segments
 from rgbtad.distill.fusion import BranchFusion
 from rgbtad.distill.query_losses import QueryKDLoss
-from rgbtad.distill.students import DistillStudent, register_family_student
+from rgbtad.distill.students import DistillStudent, FamilyConventionalStudent, register_family_student
 from rgbtad.distill.teachers import FrozenTeacher
 
 __all__ = ["TadTRConventionalStudent", "TadTRDecomposedStudent", "TadTRDistillOutput", "cut_windows",
@@ -200,34 +200,10 @@ class _QueryStudent(DistillStudent):
 
 
 @register_family_student("conventional", "tadtr")
-class TadTRConventionalStudent(_QueryStudent):
+class TadTRConventionalStudent(FamilyConventionalStudent, _QueryStudent):
     """One TadTR on the student's features: ``hard_weight x`` set loss + query KD."""
 
-    def __init__(self, cfg, num_classes: int):
-        super().__init__(cfg, num_classes)
-        self.detector = build_detector(cfg, num_classes)
-
-    @property
-    def inference_detector(self) -> nn.Module:
-        return self.detector
-
-    @property
-    def loss_names(self) -> list[str]:
-        return [*self.detector.loss_names, *self.kd.names]
-
-    def forward(self, feats: torch.Tensor, masks: torch.Tensor,
-                teacher_feats: torch.Tensor | None = None) -> TadTROutput:
-        self._check_inputs(feats, teacher_feats)
-        out = self.detector(feats, masks)
-        if not self.training:
-            return out
-        return _extend(out, teacher=self._teach(teacher_feats, masks))
-
-    def losses(self, out: TadTRDistillOutput, gt_segments: list[torch.Tensor],
-               gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        det = self.detector.losses(out, gt_segments, gt_labels)
-        terms, teacher_loss = self.kd(out, out.teacher, gt_segments, gt_labels)
-        return {**det, **terms, "final_loss": self.hard_weight * det["final_loss"] + teacher_loss}
+    extend = staticmethod(_extend)
 
 
 @register_family_student("decomposed", "tadtr")

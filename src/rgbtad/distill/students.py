@@ -77,7 +77,7 @@ from rgbtad.distill.losses import TeacherLoss
 from rgbtad.distill.teachers import FrozenTeacher
 
 __all__ = ["ConventionalKDStudent", "DecomposedStudent", "DistillOutput", "DistillStudent", "extend_output",
-           "register_family_student"]
+           "FamilyConventionalStudent", "register_family_student"]
 
 #: students written for one detector family whose outputs are not per-level dense
 #: predictions (a set of queries, a proposal map), by (distill.method, model.name); every
@@ -237,6 +237,39 @@ class ConventionalKDStudent(DistillStudent):
                                       self.detector.loss_normalizer)
         return {"cls_loss": det["cls_loss"], "reg_loss": det["reg_loss"], **terms,
                 "final_loss": self.hard_weight * det["final_loss"] + teacher_loss}
+
+
+class FamilyConventionalStudent:
+    """Conventional KD over a family with its own student base (`rgbtad.distill.query_students`,
+    `rgbtad.distill.map_students`), listed before that base: one detector of the family on the
+    student's features, ``hard_weight x`` its own loss + the base's teacher terms (``self.kd``);
+    ``extend(out, **extra)`` makes the family's training output."""
+
+    extend = staticmethod(extend_output)
+
+    def __init__(self, cfg, num_classes: int):
+        super().__init__(cfg, num_classes)
+        self.detector = build_detector(cfg, num_classes)
+
+    @property
+    def inference_detector(self) -> nn.Module:
+        return self.detector
+
+    @property
+    def loss_names(self) -> list[str]:
+        return [*self.detector.loss_names, *self.kd.names]
+
+    def forward(self, feats: torch.Tensor, masks: torch.Tensor, teacher_feats: torch.Tensor | None = None):
+        self._check_inputs(feats, teacher_feats)
+        out = self.detector(feats, masks)
+        if not self.training:
+            return out
+        return self.extend(out, teacher=self._teach(teacher_feats, masks))
+
+    def losses(self, out, gt_segments: list[torch.Tensor], gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        det = self.detector.losses(out, gt_segments, gt_labels)
+        terms, teacher_loss = self.kd(out, out.teacher, gt_segments, gt_labels)
+        return {**det, **terms, "final_loss": self.hard_weight * det["final_loss"] + teacher_loss}
 
 
 class DecomposedStudent(DistillStudent):
