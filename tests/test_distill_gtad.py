@@ -20,7 +20,7 @@ from rgbtad.detection import build_detector, build_model
 from rgbtad.detection.gtad import GTADOutput, spec_from_config
 from rgbtad.distill import FrozenTeacher, GTADConventionalStudent, GTADDecomposedStudent
 from rgbtad.distill.map_losses import MapKDLoss, binary_kl
-from rgbtad.distill.map_students import cut_windows, graph_backbone, map_head
+from rgbtad.distill.map_students import graph_backbone, map_head
 
 STUDENT_DIM, TEACHER_DIM, WINDOW, CLASSES = 12, 20, 32, 3
 TINY = {"max_duration": 12, "hidden_dim_1d": 32, "hidden_dim_2d": 16, "hidden_dim_3d": 32, "groups": 4,
@@ -189,7 +189,7 @@ def test_the_stages_of_the_students_are_gtads_own():
     feats, masks = torch.randn(2, STUDENT_DIM, 70), torch.arange(70)[None] < torch.tensor([[70], [20]])
     with torch.no_grad():
         whole = model(feats, masks)
-        windows, video, starts, lengths = cut_windows(model, feats, masks, training=False)
+        windows, video, starts, lengths = model.windows(feats, masks)
         base, graph, indices = graph_backbone(model.block1, model.block2, torch.relu(model.embed(windows)))
         split = map_head(model, base, graph, indices)
     assert torch.equal(video, whole.window_video) and torch.equal(starts, whole.window_start)

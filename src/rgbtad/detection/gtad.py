@@ -186,21 +186,29 @@ class GTAD(nn.Module):
         return [{"params": [p for p in self.parameters() if p.requires_grad], "weight_decay": weight_decay}]
 
     def forward(self, feats: torch.Tensor, masks: torch.Tensor) -> GTADOutput:
-        self._check_inputs(feats, masks)
-        lengths = masks.sum(dim=-1)
-        feats = feats * masks.unsqueeze(1).to(feats.dtype)  # the release pads windows with zeros
+        windows, video, starts, lengths = self.windows(feats, masks)
         if self.training:
-            if feats.shape[-1] != self.spec.temporal_scale:
-                raise ValueError(f"G-TAD trains on windows of {self.spec.temporal_scale} snippets "
-                                 f"(data.max_seq_len), got {feats.shape[-1]}")
-            video = torch.arange(feats.shape[0], device=feats.device)
-            windows, starts = feats, torch.zeros_like(video)
             proposal_map, start, end, graph = self.network(windows)
         else:
-            windows, video, starts = self._windows(feats, lengths)
             parts = [self.network(chunk) for chunk in windows.split(self.spec.eval_chunk)]
             proposal_map, start, end, graph = (torch.cat(p) for p in zip(*parts))
         return GTADOutput(proposal_map, start, end, graph, video, starts, lengths)
+
+    def windows(self, feats: torch.Tensor, masks: torch.Tensor):
+        """The windows G-TAD runs on, from ``B x C x L`` features: ``W x C x T`` windows (in
+        training each video is one window of ``temporal_scale`` snippets; in eval mode the
+        release's sliding windows, zero-padded), each window's video and first snippet, and
+        each video's valid length. Students cut their windows here too."""
+        self._check_inputs(feats, masks)
+        lengths = masks.sum(dim=-1)
+        feats = feats * masks.unsqueeze(1).to(feats.dtype)  # the release pads windows with zeros
+        if not self.training:
+            return (*self._sliding_windows(feats, lengths), lengths)
+        if feats.shape[-1] != self.spec.temporal_scale:
+            raise ValueError(f"G-TAD trains on windows of {self.spec.temporal_scale} snippets "
+                             f"(data.max_seq_len), got {feats.shape[-1]}")
+        video = torch.arange(feats.shape[0], device=feats.device)
+        return feats, video, torch.zeros_like(video), lengths
 
     def network(self, x: torch.Tensor):
         """The release's forward on windows ``W x C x T``: (map, start, end, graph features)."""
@@ -254,7 +262,7 @@ class GTAD(nn.Module):
                              f"got {feats.shape[1]}")
         self.check_length(feats.shape[-1])
 
-    def _windows(self, feats: torch.Tensor, lengths: torch.Tensor):
+    def _sliding_windows(self, feats: torch.Tensor, lengths: torch.Tensor):
         """The release's sliding windows of every video (`window_starts`), zero-padded."""
         size = self.spec.temporal_scale
         if feats.shape[-1] < size:

@@ -41,7 +41,7 @@ G-TAD's stages:
 
 The fusions read the window's valid snippets (its video's, not the zero padding) and return
 zeros on padding, as G-TAD's input is zero there. Eval mode cuts each video into G-TAD's
-sliding windows with G-TAD's own code (`cut_windows`), runs the inference path
+sliding windows with G-TAD's own code (`GTAD.windows`), runs the inference path
 ``gtad.eval_chunk`` windows at a time and returns a plain `GTADOutput`; ``postprocess`` is
 the joint G-TAD's. Parameter groups are G-TAD's (weight decay on every parameter).
 """
@@ -63,8 +63,8 @@ from rgbtad.distill.map_losses import MapKDLoss, window_valid
 from rgbtad.distill.students import DistillStudent, FamilyConventionalStudent, register_family_student
 from rgbtad.distill.teachers import FrozenTeacher
 
-__all__ = ["GTADConventionalStudent", "GTADDecomposedStudent", "GTADDistillOutput", "cut_windows",
-           "graph_backbone", "map_head"]
+__all__ = ["GTADConventionalStudent", "GTADDecomposedStudent", "GTADDistillOutput", "graph_backbone",
+           "map_head"]
 
 _APP_TERMS = ("cls_loss", "reg_loss", "boundary_loss")
 
@@ -86,21 +86,6 @@ def _extend(out: GTADOutput, **extra) -> GTADDistillOutput:
 # --------------------------------------------------------------------------- G-TAD's stages
 # GTAD.forward / network cut apart, so that a student can fuse between the backbone and the
 # head and run one head on two backbones (tests check them against G-TAD's).
-
-def cut_windows(model: GTAD, feats: torch.Tensor, masks: torch.Tensor, training: bool):
-    """G-TAD's windows of ``B x C x L`` features, as `GTAD.forward` cuts them: ``W x C x T``
-    windows, each window's video and first snippet, and each video's valid length."""
-    model._check_inputs(feats, masks)
-    lengths = masks.sum(dim=-1)
-    feats = feats * masks.unsqueeze(1).to(feats.dtype)  # the release pads windows with zeros
-    if not training:
-        return (*model._windows(feats, lengths), lengths)
-    if feats.shape[-1] != model.spec.temporal_scale:
-        raise ValueError(f"G-TAD trains on windows of {model.spec.temporal_scale} snippets "
-                         f"(data.max_seq_len), got {feats.shape[-1]}")
-    video = torch.arange(feats.shape[0], device=feats.device)
-    return feats, video, torch.zeros_like(video), lengths
-
 
 def graph_backbone(block1: nn.Module, block2: nn.Module, embedded: torch.Tensor):
     """G-TAD's GCNeXt backbone on embedded windows: (base, graph, the blocks' k-NN indices)."""
@@ -241,7 +226,7 @@ class GTADDecomposedStudent(_MapStudent):
     def forward(self, feats: torch.Tensor, masks: torch.Tensor,
                 teacher_feats: torch.Tensor | None = None) -> GTADOutput:
         self._check_inputs(feats, teacher_feats)
-        windows, video, starts, lengths = cut_windows(self.appearance, feats, masks, self.training)
+        windows, video, starts, lengths = self.appearance.windows(feats, masks)
         keep = window_valid(lengths, video, starts, windows.shape[-1]).unsqueeze(1)
         if not self.training:
             parts = [self._run(x, k)["joint"] for x, k in zip(windows.split(self.spec.eval_chunk),

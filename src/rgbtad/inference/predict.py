@@ -87,12 +87,13 @@ def infer_features(run_dir: str | Path, *, features_dir: str | Path, annotations
     subset = ann.split(split or cfg.data.val_split)
     if not subset.videos:
         raise RgbtadError(f"{annotations}: split '{split or cfg.data.val_split}' has no videos")
-    class_names = _class_names_for(run_classes, ann)
+    fusion = score_fusion(cfg.test, ann.class_names)
+    # with a score fusion the labels are the fusion's classes (`predict`), not the run's
+    class_names = list(run_classes) if fusion is not None else _class_names_for(run_classes, ann)
     dataset = FeatureDataset(subset, FeatureStore.from_config(cfg.data, features_dir), cfg.data,
                              training=False, class_names=class_names,
                              class_agnostic=len(class_names) == 1)
     dataset.warn_long_features()
-    fusion = score_fusion(cfg.test, ann.class_names)
     results = predict(model, dataset, class_names, torch_device, cfg.data.max_seq_len, progress, fusion)
     write_results_json(out_path, results)
     return len(results)
