@@ -216,12 +216,14 @@ def test_feature_level_grid_reads_the_plain_rgb_features_in_every_cell(tmp_path)
     for cell in grid.cells:
         cfg = cell_config(grid, cell, 0)
         assert cfg.data.features == str(tmp_path / "demo_out" / "features" / "rgb")
-        methods[cell.name] = (cfg.distill.method, cfg.distill.feat_weight)
+        methods[cell.name] = (cfg.distill.method, cfg.distill.feat_weight, cfg.distill.motion_weight)
         if cfg.distill.method != "none":
             assert cfg.distill.teacher_run == str(tmp_path / "demo_out" / "runs" / "motion_only")
-    assert methods == {"rgb_only": ("none", 0.0), "conventional_kd_plain_rgb": ("conventional", 1.0),
-                       "conventional_kd_outputs_plain_rgb": ("conventional", 0.0),
-                       "decomposed_laf_plain_rgb": ("decomposed", 0.0)}
+    assert methods == {"rgb_only": ("none", 0.0, 1.0), "conventional_kd_plain_rgb": ("conventional", 1.0, 1.0),
+                       "conventional_kd_outputs_plain_rgb": ("conventional", 0.0, 1.0),
+                       "decomposed_laf_plain_rgb": ("decomposed", 0.0, 1.0),
+                       "decomposed_laf_plain_rgb_mw03": ("decomposed", 0.0, 0.3),
+                       "decomposed_laf_plain_rgb_mw3": ("decomposed", 0.0, 3.0)}
 
 
 def test_example_grid_builds_every_cell_over_a_demo_folder(tmp_path):

@@ -52,7 +52,7 @@ class Stage:
     describe: str = ""
     report: Callable | None = None
     # convolutional backbones run about 1.6x faster on two threads; the small detectors do not
-    # (1 thread: 42 s, 2 threads: 52 s for the quick demo's decomposed student)
+    # (the quick demo's decomposed student: 56 s wall on 1 thread, 61 s on 2)
     threaded: bool = False
 
 
