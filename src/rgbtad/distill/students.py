@@ -207,43 +207,12 @@ class DistillStudent(nn.Module):
         return self.teacher(teacher_feats, masks)
 
 
-class ConventionalKDStudent(DistillStudent):
-    """One detector on the student's features: ``hard_weight·L_det + teacher terms``."""
-
-    def __init__(self, cfg, num_classes: int):
-        super().__init__(cfg, num_classes)
-        self.detector = build_detector(cfg, num_classes)
-
-    @property
-    def inference_detector(self) -> nn.Module:
-        return self.detector
-
-    @property
-    def loss_names(self) -> list[str]:
-        return ["cls_loss", "reg_loss", "final_loss", *self.kd.names]
-
-    def forward(self, feats: torch.Tensor, masks: torch.Tensor,
-                teacher_feats: torch.Tensor | None = None) -> DetectorOutput:
-        self._check_inputs(feats, teacher_feats)
-        out = self.detector(feats, masks)
-        if not self.training:
-            return out
-        return extend_output(out, teacher=self._teach(teacher_feats, masks))
-
-    def losses(self, out: DistillOutput, gt_segments: list[torch.Tensor],
-               gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-        det = self.detector.losses(out.prediction, gt_segments, gt_labels)
-        terms, teacher_loss = self.kd(out, out.teacher, gt_segments, gt_labels,
-                                      self.detector.loss_normalizer)
-        return {"cls_loss": det["cls_loss"], "reg_loss": det["reg_loss"], **terms,
-                "final_loss": self.hard_weight * det["final_loss"] + teacher_loss}
-
-
 class FamilyConventionalStudent:
-    """Conventional KD over a family with its own student base (`rgbtad.distill.query_students`,
-    `rgbtad.distill.map_students`), listed before that base: one detector of the family on the
-    student's features, ``hard_weight x`` its own loss + the base's teacher terms (``self.kd``);
-    ``extend(out, **extra)`` makes the family's training output."""
+    """Conventional KD, listed before the family's student base (`DistillStudent` for the
+    pyramid heads; `rgbtad.distill.query_students`, `rgbtad.distill.map_students`): one
+    detector of the family on the student's features, ``hard_weight x`` its own loss + the
+    base's teacher terms (``self.kd``); ``extend(out, **extra)`` makes the family's training
+    output."""
 
     extend = staticmethod(extend_output)
 
@@ -270,6 +239,24 @@ class FamilyConventionalStudent:
         det = self.detector.losses(out, gt_segments, gt_labels)
         terms, teacher_loss = self.kd(out, out.teacher, gt_segments, gt_labels)
         return {**det, **terms, "final_loss": self.hard_weight * det["final_loss"] + teacher_loss}
+
+
+class ConventionalKDStudent(FamilyConventionalStudent, DistillStudent):
+    """One pyramid detector on the student's features: ``hard_weight·L_det + teacher terms``
+    (the family student's detector and forward; ActionFormer's and TriDet's loss names and
+    normalizer)."""
+
+    @property
+    def loss_names(self) -> list[str]:
+        return ["cls_loss", "reg_loss", "final_loss", *self.kd.names]
+
+    def losses(self, out: DistillOutput, gt_segments: list[torch.Tensor],
+               gt_labels: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        det = self.detector.losses(out.prediction, gt_segments, gt_labels)
+        terms, teacher_loss = self.kd(out, out.teacher, gt_segments, gt_labels,
+                                      self.detector.loss_normalizer)
+        return {"cls_loss": det["cls_loss"], "reg_loss": det["reg_loss"], **terms,
+                "final_loss": self.hard_weight * det["final_loss"] + teacher_loss}
 
 
 class DecomposedStudent(DistillStudent):
